@@ -1,0 +1,115 @@
+"""Command line: `xdray run|teacher|config CONFIG [--out DIR] [--set KEY=VALUE ...]`.
+
+Bad input (config, data, model files) prints one clear line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from xdray import __version__
+from xdray.errors import XdrayError
+
+log = logging.getLogger("xdray")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML file, e.g. experiments/quickstart.yaml")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<experiment name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set student.hidden_size=200 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xdray", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"xdray {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("run", "run every stage of an experiment, skipping finished ones"),
+                            ("teacher", "build or load, fine-tune, evaluate and save the teacher"),
+                            ("config", "validate an experiment file and print the resolved config")):
+        _common(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from xdray.config import load_experiment, parse_override
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    return load_experiment(args.config, overrides)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from xdray.config import dump_config
+
+    print(dump_config(_load(args)), end="")
+    return 0
+
+
+def _teacher(args: argparse.Namespace):
+    from xdray.data.sources import load_labelled
+    from xdray.runtime import init_ray, prepare_run_directory, progress_enabled, run_directory, seed_everything
+    from xdray.teacher import run_teacher_stage
+
+    cfg = _load(args)
+    run_dir = run_directory(cfg, args.out)
+    prepare_run_directory(run_dir, cfg)
+    seed_everything(cfg.seed)
+    data = load_labelled(cfg)
+    log.info("data %s: %s sentences over %d languages", data.fingerprint,
+             ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()), len(data.languages))
+    init_ray(cfg.runtime)
+    result = run_teacher_stage(cfg, data, run_dir, progress_enabled(cfg.runtime.progress))
+    dev = result.metrics["dev"]
+    print(f"teacher {'(cached) ' if result.skipped else ''}{result.path}: dev F1 mean "
+          f"{dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
+          + ", ".join(f"{lang} {f1:.3f}" for lang, f1 in dev["per_language"].items()))
+    return result
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    _teacher(args)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Chain the stages that exist so far; each skips itself when its output is current."""
+    _teacher(args)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "teacher": cmd_teacher, "config": cmd_config,
+}
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.WARNING)
+    logging.getLogger("xdray").setLevel(logging.DEBUG if verbose else logging.INFO)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except XdrayError as err:
+        print(f"xdray: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xdray: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

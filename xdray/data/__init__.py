@@ -1,0 +1,1 @@
+"""Data sources, IOB reading, the synthetic generator and encoding."""

@@ -1,0 +1,52 @@
+"""Entity-level evaluation with seqeval, per language, on first sub-tokens only."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from seqeval.metrics import f1_score
+
+from xdray.data.encode import IGNORE_INDEX
+
+
+def word_tags(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Gold and predicted tag strings at the positions that carry a label (first sub-tokens)."""
+    keep = labels != IGNORE_INDEX
+    return [names[i] for i in labels[keep]], [names[i] for i in predictions[keep]]
+
+
+def f1_report(gold: Sequence[np.ndarray], predicted: Sequence[np.ndarray], langs: Sequence[str],
+              names: Sequence[str]) -> dict:
+    """{"f1_mean", "f1_std", "f1_micro", "per_language": {lang: f1}, "sentences"}.
+
+    f1_mean and f1_std (population std) are over languages, as the paper reports them;
+    f1_micro pools every entity of every language.
+    """
+    by_lang: dict[str, tuple[list, list]] = {}
+    for g, p, lang in zip(gold, predicted, langs):
+        gold_tags, pred_tags = word_tags(np.asarray(g), np.asarray(p), names)
+        bucket = by_lang.setdefault(lang, ([], []))
+        bucket[0].append(gold_tags)
+        bucket[1].append(pred_tags)
+    per_language = {lang: float(f1_score(g, p, zero_division=0)) for lang, (g, p) in sorted(by_lang.items())}
+    all_gold = [s for g, _ in by_lang.values() for s in g]
+    all_pred = [s for _, p in by_lang.values() for s in p]
+    scores = np.array(list(per_language.values()), dtype=np.float64)
+    return {
+        "f1_mean": float(scores.mean()) if len(scores) else 0.0,
+        "f1_std": float(scores.std()) if len(scores) else 0.0,
+        "f1_micro": float(f1_score(all_gold, all_pred, zero_division=0)) if all_gold else 0.0,
+        "per_language": per_language,
+        "sentences": len(langs),
+    }
+
+
+def count_parameters(module) -> int:
+    """Exact number of parameters of a torch module (shared tensors counted once)."""
+    seen, total = set(), 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total

@@ -58,7 +58,8 @@ class LabelledConfig:
     file_pattern: str = "{split}-{lang}.tsv"
     # wikiann: the Hugging Face dataset id (or a local copy saved with save_to_disk).
     dataset: str = "unimelb-nlp/wikiann"
-    # Sentences per language and split: a cap for iob/wikiann (0 = all), the count for synthetic.
+    # Sentences per language and split: a cap for iob/wikiann (0 = all), the count for synthetic
+    # (0 = 1000 train, 200 dev, 200 test).
     train_per_language: int = 0
     dev_per_language: int = 0
     test_per_language: int = 0
@@ -70,9 +71,6 @@ class LabelledConfig:
         for key in ("train_per_language", "dev_per_language", "test_per_language"):
             require(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
         require(self.source != "iob" or bool(self.path), "path", "is required when source is 'iob'")
-        if self.source == "synthetic":
-            require(self.train_per_language > 0, "train_per_language", "must be > 0 for synthetic")
-            require(self.dev_per_language > 0, "dev_per_language", "must be > 0 for synthetic")
         require("{lang}" in self.file_pattern and "{split}" in self.file_pattern, "file_pattern",
                 "must contain {split} and {lang}")
 

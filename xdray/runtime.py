@@ -58,7 +58,8 @@ def init_ray(cfg: RuntimeConfig) -> None:
     if quiet:
         env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ.update(env)  # Ray Train's controller reads some of these in this process
-    ray.init(num_cpus=cfg.num_cpus or None, include_dashboard=False, dashboard_host="127.0.0.1",
+    # The dashboard also serves the state API that Ray Train's controller polls; bind it to loopback.
+    ray.init(num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
              logging_level=logging.WARNING, runtime_env={"env_vars": env})
 
 

@@ -29,7 +29,7 @@ from xdray.data.encode import IGNORE_INDEX, Encoded, encode_dataset, require_fas
 from xdray.data.sources import LabelledData
 from xdray.errors import TeacherError
 from xdray.evaluate import f1_report
-from xdray.runtime import atomic_write_json, publish_directory
+from xdray.runtime import atomic_write_json, init_ray, publish_directory
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ def _cluster_cpus() -> int:
 
 
 def finetune(cfg: ExperimentConfig, init_dir: Path, encoded: dict[str, Encoded], labels: Sequence[str],
-             work_dir: Path, out_dir: Path, progress: bool) -> None:
+             work_dir: Path, out_dir: Path) -> None:
     """Fine-tune the model in `init_dir` with TorchTrainer; write the best one (by dev F1), its
     tokenizer and metrics.json into `out_dir`."""
     import ray
@@ -300,13 +300,14 @@ def finetune(cfg: ExperimentConfig, init_dir: Path, encoded: dict[str, Encoded],
     from ray.train.torch import TorchTrainer
 
     ft = cfg.teacher.finetune
+    init_ray(cfg.runtime)
     cpus = ft.cpus_per_worker or max(1, _cluster_cpus() // ft.num_workers)
     steps = -(-len(encoded["train"]) // (ft.batch_size * ft.num_workers))
     loop_config = {
         "init_dir": str(init_dir), "seed": cfg.seed, "threads": cpus, "labels": list(labels),
         "epochs": ft.epochs, "batch_size": ft.batch_size, "lr": ft.lr, "warmup_ratio": ft.warmup_ratio,
         "weight_decay": ft.weight_decay, "eval_batch_size": ft.eval_batch_size,
-        "log_every": max(1, steps // 5) if progress else max(1, steps),
+        "log_every": max(1, steps // 5),  # plain log lines: readable in nohup logs and CI alike
         "train": ray.put((encoded["train"].input_ids, encoded["train"].labels)),
         "dev": ray.put(encoded["dev"]),
         "test": ray.put(encoded["test"]) if "test" in encoded else None,
@@ -376,7 +377,7 @@ def encode_splits(tokenizer, data: LabelledData, max_length: int) -> dict[str, E
     return encoded
 
 
-def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, progress: bool = False) -> TeacherOutput:
+def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path) -> TeacherOutput:
     """Build, fine-tune, evaluate and save the teacher into RUN/teacher (skipped when present for
     the same inputs). The directory appears only when complete."""
     teacher_dir = run_dir / "teacher"
@@ -395,7 +396,7 @@ def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, 
     if cfg.teacher.finetune.epochs > 0:
         model.save_pretrained(init_dir, safe_serialization=True)
         tokenizer.save_pretrained(init_dir)
-        finetune(cfg, init_dir, encoded, data.labels, staging, model_dir, progress)
+        finetune(cfg, init_dir, encoded, data.labels, staging, model_dir)
         metrics = json.loads((model_dir / METRICS_FILE).read_text())
     else:
         model.save_pretrained(model_dir, safe_serialization=True)

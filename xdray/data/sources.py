@@ -26,6 +26,7 @@ from xdray.errors import DataError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+SYNTHETIC_DEFAULT_COUNTS = {"train": 1000, "dev": 200, "test": 200}
 WIKIANN_SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
 LABELLED_FEATURES = datasets.Features({
     "lang": datasets.Value("string"),
@@ -135,9 +136,7 @@ def _load_synthetic(cfg: LabelledConfig, labels: Sequence[str]) -> tuple[dict, d
     index = {tag: i for i, tag in enumerate(labels)}
     splits = {}
     for split in SPLITS:
-        count = _limit(cfg, split)
-        if count == 0:
-            continue
+        count = _limit(cfg, split) or SYNTHETIC_DEFAULT_COUNTS[split]
         rows = []
         for lang in cfg.languages:
             for tokens, tags in synthetic.generate(lang, split, count, cfg.seed):

@@ -1,0 +1,70 @@
+"""Shared fixtures: a small local Ray cluster, tiny experiment configs, the real PAN-X data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+PANX = REPO.parent / "shared" / "data" / "panx"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) for the whole test session."""
+    import ray
+
+    from xdray.config import RuntimeConfig
+    from xdray.runtime import init_ray
+
+    init_ray(RuntimeConfig(num_cpus=2, progress="off"))
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def panx_dir() -> Path:
+    if not PANX.is_dir():
+        pytest.skip("../shared/data/panx is absent")
+    return PANX
+
+
+def tiny_raw(**sections) -> dict:
+    """A synthetic experiment small enough to fine-tune in seconds; sections override deeply."""
+    raw = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"max_length": 24, "labelled": {"source": "synthetic", "languages": ["en", "ru", "hi"],
+                                                 "train_per_language": 60, "dev_per_language": 20,
+                                                 "test_per_language": 20}},
+        "teacher": {"init": "build",
+                    "build": {"vocab_size": 600, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                              "intermediate_size": 64, "max_position": 32},
+                    "finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}},
+        "runtime": {"progress": "off"},
+    }
+    for dotted, value in sections.items():
+        node = raw
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return raw
+
+
+@pytest.fixture
+def write_experiment(tmp_path):
+    """write_experiment(raw) -> path of a YAML experiment file in tmp_path."""
+
+    def write(raw: dict, name: str = "exp.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        return path
+
+    return write

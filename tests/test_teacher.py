@@ -1,0 +1,138 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification, BertConfig, BertModel
+
+from conftest import tiny_raw
+from xdray.config import WIKIANN_LABELS, load_experiment
+from xdray.data.sources import load_labelled
+from xdray.errors import TeacherError
+from xdray.teacher import (build_teacher, encode_splits, evaluate_teacher, initial_teacher, load_tokenizer,
+                           run_teacher_stage, weights_fingerprint)
+
+
+@pytest.fixture
+def tiny(write_experiment):
+    def make(**sections):
+        cfg = load_experiment(write_experiment(tiny_raw(**sections)))
+        return cfg, load_labelled(cfg)
+    return make
+
+
+def test_build_teacher_offline(tiny):
+    cfg, data = tiny()
+    model, tokenizer = build_teacher(cfg, data)
+    assert model.config.num_labels == 7 and model.config.id2label[1] == "B-PER"
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer) <= 600
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 1
+    ids = tokenizer(["Москва"], is_split_into_words=True)["input_ids"]
+    assert tokenizer.unk_token_id not in ids  # the vocabulary covers the non-Latin training text
+
+
+def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
+    cfg, data = tiny(teacher__finetune={"epochs": 8, "batch_size": 16, "lr": 3e-3})
+    run_dir = tmp_path / "run"
+    out = run_teacher_stage(cfg, data, run_dir)
+    assert not out.skipped and out.path == run_dir / "teacher"
+    files = {p.name for p in out.path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "fingerprint.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
+    metrics = json.loads((out.path / "metrics.json").read_text())
+    for split in ("dev", "test"):
+        assert set(metrics[split]) >= {"f1_mean", "f1_std", "f1_micro", "per_language"}
+        assert set(metrics[split]["per_language"]) == {"en", "ru", "hi"}
+    assert metrics["dev"]["f1_mean"] > 0.1, "eight epochs on the synthetic data must learn something"
+    assert out.fingerprint == weights_fingerprint(out.path)
+    assert not list(run_dir.glob(".teacher.staging-*"))
+
+    # The saved model is the one the metrics describe.
+    model = AutoModelForTokenClassification.from_pretrained(out.path)
+    tokenizer = load_tokenizer(str(out.path))
+    dev = encode_splits(tokenizer, data, cfg.data.max_length)["dev"]
+    again = evaluate_teacher(model, dev, data.labels, tokenizer.pad_token_id)
+    assert again["f1_mean"] == pytest.approx(metrics["dev"]["f1_mean"])
+
+    # Same inputs: skipped, nothing rewritten.
+    mtime = (out.path / "model.safetensors").stat().st_mtime_ns
+    second = run_teacher_stage(cfg, data, run_dir)
+    assert second.skipped and second.fingerprint == out.fingerprint
+    assert (out.path / "model.safetensors").stat().st_mtime_ns == mtime
+
+    # Different inputs: rebuilt in place.
+    cfg2, data2 = tiny(teacher__finetune={"epochs": 0})
+    third = run_teacher_stage(cfg2, data2, run_dir)
+    assert not third.skipped and third.fingerprint != out.fingerprint
+
+
+@pytest.fixture
+def encoder_dir(tmp_path, tiny):
+    """A local pretrained encoder (no token-classification head) with its tokenizer."""
+    cfg, data = tiny()
+    _, tokenizer = build_teacher(cfg, data)
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=32))
+    path = tmp_path / "encoder"
+    encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_pretrained_encoder_gets_a_new_head(tiny, encoder_dir, tmp_path):
+    cfg, data = tiny(teacher={"init": "pretrained", "model": str(encoder_dir), "finetune": {"epochs": 0}})
+    model, tokenizer = initial_teacher(cfg, data)
+    assert model.config.num_labels == len(WIKIANN_LABELS)
+    assert model.classifier.out_features == len(WIKIANN_LABELS)
+    encoder = BertModel.from_pretrained(encoder_dir)
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
+    out = run_teacher_stage(cfg, data, tmp_path / "run")  # epochs 0: evaluated as it is, no Ray needed
+    assert set(out.metrics) >= {"dev", "test"}
+
+
+def save_classifier(path, labels, tokenizer, vocab_rows=None):
+    model = AutoModelForTokenClassification.from_config(BertConfig(
+        vocab_size=vocab_rows or len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)}))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+@pytest.mark.parametrize("labels, fragment", [
+    (["O", "B-PER", "I-PER"], "missing ['B-LOC', 'B-ORG', 'I-LOC', 'I-ORG']"),
+    (["O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-ORG", "I-ORG"], "same labels, different order"),
+    (list(WIKIANN_LABELS) + ["B-MISC", "I-MISC"], "extra ['B-MISC', 'I-MISC']"),
+])
+def test_finetuned_checkpoint_must_match_the_data_labels(tiny, tmp_path, labels, fragment):
+    cfg, data = tiny()
+    _, tokenizer = build_teacher(cfg, data)
+    save_classifier(tmp_path / "ckpt", labels, tokenizer)
+    cfg, data = tiny(teacher={"init": "finetuned", "model": str(tmp_path / "ckpt")})
+    with pytest.raises(TeacherError, match="does not match data.labels") as err:
+        initial_teacher(cfg, data)
+    assert fragment in str(err.value)
+
+
+def test_finetuned_checkpoint_with_matching_labels_loads(tiny, tmp_path):
+    cfg, data = tiny()
+    _, tokenizer = build_teacher(cfg, data)
+    save_classifier(tmp_path / "ckpt", WIKIANN_LABELS, tokenizer)
+    cfg, data = tiny(teacher={"init": "finetuned", "model": str(tmp_path / "ckpt")})
+    model, _ = initial_teacher(cfg, data)
+    assert model.config.id2label[5] == "B-LOC"
+
+
+def test_tokenizer_that_does_not_fit_the_model(tiny, tmp_path):
+    cfg, data = tiny()
+    _, tokenizer = build_teacher(cfg, data)
+    save_classifier(tmp_path / "ckpt", WIKIANN_LABELS, tokenizer, vocab_rows=50)
+    cfg, data = tiny(teacher={"init": "finetuned", "model": str(tmp_path / "ckpt")})
+    with pytest.raises(TeacherError, match="do not belong together"):
+        initial_teacher(cfg, data)
+
+
+def test_missing_model_directory(tiny, tmp_path):
+    cfg, data = tiny(teacher={"init": "pretrained", "model": str(tmp_path / "nowhere")})
+    with pytest.raises(TeacherError, match="does not exist"):
+        initial_teacher(cfg, data)

@@ -1,0 +1,68 @@
+"""The command line as a user runs it: real subprocesses, exit codes, messages."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, tiny_raw
+
+
+def xdray(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "xdray", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=600)
+
+
+def test_config_prints_the_resolved_config():
+    result = xdray("config", "experiments/quickstart.yaml", "--set", "student.hidden_size=123")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["student"]["hidden_size"] == 123
+    assert resolved["data"]["labelled"]["source"] == "synthetic"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "student.hiden_size=3"], "student.hiden_size: unknown key (did you mean 'student.hidden_size'?)"),
+    (["--set", "student.hidden_size=-3"], "student.hidden_size: must be > 0"),
+    (["--set", "oops"], "expected KEY=VALUE"),
+])
+def test_bad_input_exits_2_with_one_clear_line(args, fragment):
+    result = xdray("teacher", "experiments/quickstart.yaml", *args)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_experiment_file(tmp_path):
+    result = xdray("run", tmp_path / "missing.yaml")
+    assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train-en.tsv").write_text("John\tB-PER\nsaid\tO\n\nMary\tB_PER\n", encoding="utf-8")
+    (corpus / "dev-en.tsv").write_text("John\tB-PER\n", encoding="utf-8")
+    path = write_experiment(tiny_raw(data__labelled={"source": "iob", "path": "corpus", "languages": ["en"]}))
+    result = xdray("teacher", path, "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert "train-en.tsv:4: unknown tag 'B_PER'" in result.stderr
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_teacher_command_trains_then_skips(tmp_path, write_experiment, ray_local):
+    address = ray_local.get_runtime_context().gcs_address  # reuse the test cluster, as a job would
+    path = write_experiment(tiny_raw())
+    run = tmp_path / "run"
+    first = xdray("teacher", path, "--out", run, env={"RAY_ADDRESS": address})
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "dev F1 mean" in first.stdout and "(cached)" not in first.stdout
+    assert yaml.safe_load((run / "config.yaml").read_text())["name"] == "tiny"
+    metrics = json.loads((run / "teacher" / "metrics.json").read_text())
+    second = xdray("run", path, "--out", run, env={"RAY_ADDRESS": address})
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "(cached)" in second.stdout
+    assert json.loads((run / "teacher" / "metrics.json").read_text()) == metrics

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xdray.data.encode import IGNORE_INDEX, encode_batch
-from xdray.teacher import train_wordpiece
+from xdray.wordpiece import train_wordpiece
 
 CORPUS = [["Angela", "Merkel", "visited", "Washington"], ["The", "Bundestag", "met", "in", "Berlin"],
           ["Москва", "большая"], ["राहुल", "दिल्ली", "गए"]] * 20

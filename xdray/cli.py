@@ -53,7 +53,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def _teacher(args: argparse.Namespace):
     from xdray.data.sources import load_labelled
-    from xdray.runtime import prepare_run_directory, run_directory, seed_everything
+    from xdray.runtime import prepare_run_directory, progress_enabled, run_directory, seed_everything
     from xdray.teacher import run_teacher_stage
 
     cfg = _load(args)
@@ -63,7 +63,7 @@ def _teacher(args: argparse.Namespace):
     data = load_labelled(cfg)
     log.info("data %s: %s sentences over %d languages", data.fingerprint,
              ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()), len(data.languages))
-    result = run_teacher_stage(cfg, data, run_dir)
+    result = run_teacher_stage(cfg, data, run_dir, progress_enabled(cfg.runtime.progress))
     dev = result.metrics["dev"]
     print(f"teacher {'(cached) ' if result.skipped else ''}{result.path}: dev F1 mean "
           f"{dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "

@@ -30,10 +30,10 @@ from xdray.data.sources import LabelledData
 from xdray.errors import TeacherError
 from xdray.evaluate import f1_report
 from xdray.runtime import atomic_write_json, init_ray, publish_directory
+from xdray.wordpiece import train_wordpiece
 
 log = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 FINGERPRINT_FILE = "fingerprint.json"
 METRICS_FILE = "metrics.json"
 
@@ -101,20 +101,6 @@ def check_tokenizer_matches(model, tokenizer, ref: str) -> None:
     if len(tokenizer) > rows:
         raise TeacherError(f"teacher.model {ref!r}: the tokenizer has {len(tokenizer)} tokens but the "
                            f"model's embedding has only {rows} rows: they do not belong together")
-
-
-def train_wordpiece(sentences: Sequence[Sequence[str]], vocab_size: int):
-    """A cased WordPiece tokenizer (BERT normalisation and pre-tokenisation) trained on `sentences`."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertTokenizerFast
-
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                        show_progress=False)
-    tok.train_from_iterator((" ".join(words) for words in sentences), trainer=trainer)
-    return BertTokenizerFast(vocab=tok.get_vocab(), do_lower_case=False, strip_accents=False)
 
 
 def label_kwargs(labels: Sequence[str]) -> dict[str, Any]:
@@ -239,6 +225,11 @@ def _train_loop(config: dict) -> None:
     pad_id = tokenizer.pad_token_id
     best_f1, best_state, best_dev, step, epoch = -1.0, None, None, 0, 0
     started = time.time()
+    bar = None
+    if config["progress"] and rank == 0:  # a bar the driver draws; plain log lines otherwise
+        from ray.experimental.tqdm_ray import tqdm
+
+        bar = tqdm(total=total_steps, desc="teacher fine-tuning", unit="step")
     while step < total_steps:
         model.train()
         batches = bucketed_batches(lengths, config["batch_size"], config["seed"] * 1000 + epoch)
@@ -255,7 +246,9 @@ def _train_loop(config: dict) -> None:
             optimizer.step()
             scheduler.step()
             step, running, seen = step + 1, running + loss.item(), seen + 1
-            if rank == 0 and config["log_every"] and step % config["log_every"] == 0:
+            if bar is not None:
+                bar.update(1)
+            elif rank == 0 and step % config["log_every"] == 0:
                 print(f"[teacher] step {step}/{total_steps} loss {running / seen:.4f} "
                       f"({time.time() - started:.0f}s)", flush=True)
         epoch += 1
@@ -273,6 +266,8 @@ def _train_loop(config: dict) -> None:
     if rank != 0:
         ray.train.report(metrics)
         return
+    if bar is not None:
+        bar.close()
     core.load_state_dict(best_state)
     final = {"dev": best_dev}
     if config.get("test") is not None:
@@ -292,7 +287,7 @@ def _cluster_cpus() -> int:
 
 
 def finetune(cfg: ExperimentConfig, init_dir: Path, encoded: dict[str, Encoded], labels: Sequence[str],
-             work_dir: Path, out_dir: Path) -> None:
+             work_dir: Path, out_dir: Path, progress: bool = False) -> None:
     """Fine-tune the model in `init_dir` with TorchTrainer; write the best one (by dev F1), its
     tokenizer and metrics.json into `out_dir`."""
     import ray
@@ -307,7 +302,7 @@ def finetune(cfg: ExperimentConfig, init_dir: Path, encoded: dict[str, Encoded],
         "init_dir": str(init_dir), "seed": cfg.seed, "threads": cpus, "labels": list(labels),
         "epochs": ft.epochs, "batch_size": ft.batch_size, "lr": ft.lr, "warmup_ratio": ft.warmup_ratio,
         "weight_decay": ft.weight_decay, "eval_batch_size": ft.eval_batch_size,
-        "log_every": max(1, steps // 5),  # plain log lines: readable in nohup logs and CI alike
+        "log_every": max(1, steps // 5), "progress": progress,
         "train": ray.put((encoded["train"].input_ids, encoded["train"].labels)),
         "dev": ray.put(encoded["dev"]),
         "test": ray.put(encoded["test"]) if "test" in encoded else None,
@@ -377,7 +372,7 @@ def encode_splits(tokenizer, data: LabelledData, max_length: int) -> dict[str, E
     return encoded
 
 
-def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path) -> TeacherOutput:
+def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, progress: bool = False) -> TeacherOutput:
     """Build, fine-tune, evaluate and save the teacher into RUN/teacher (skipped when present for
     the same inputs). The directory appears only when complete."""
     teacher_dir = run_dir / "teacher"
@@ -396,7 +391,7 @@ def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path) 
     if cfg.teacher.finetune.epochs > 0:
         model.save_pretrained(init_dir, safe_serialization=True)
         tokenizer.save_pretrained(init_dir)
-        finetune(cfg, init_dir, encoded, data.labels, staging, model_dir)
+        finetune(cfg, init_dir, encoded, data.labels, staging, model_dir, progress)
         metrics = json.loads((model_dir / METRICS_FILE).read_text())
     else:
         model.save_pretrained(model_dir, safe_serialization=True)

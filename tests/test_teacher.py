@@ -59,6 +59,10 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     assert second.skipped and second.fingerprint == out.fingerprint
     assert (out.path / "model.safetensors").stat().st_mtime_ns == mtime
 
+    # Same config and seed in another run directory: the very same teacher, bit for bit.
+    twin = run_teacher_stage(cfg, data, tmp_path / "twin")
+    assert not twin.skipped and twin.fingerprint == out.fingerprint
+
     # Different inputs: rebuilt in place.
     cfg2, data2 = tiny(teacher__finetune={"epochs": 0})
     third = run_teacher_stage(cfg2, data2, run_dir)

@@ -1,4 +1,4 @@
-"""Command line: `xdray run|teacher|config CONFIG [--out DIR] [--set KEY=VALUE ...]`.
+"""Command line: `xdray run|teacher|transfer|config CONFIG [--out DIR] [--set KEY=VALUE ...]`.
 
 Bad input (config, data, model files) prints one clear line and exits with code 2.
 """
@@ -9,11 +9,16 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from xdray import __version__
 from xdray.errors import XdrayError
+
+if TYPE_CHECKING:
+    from xdray.config import ExperimentConfig
+    from xdray.data.sources import LabelledData
 
 log = logging.getLogger("xdray")
 
@@ -32,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("run", "run every stage of an experiment, skipping finished ones"),
                             ("teacher", "build or load, fine-tune, evaluate and save the teacher"),
+                            ("transfer", "build the transfer set (teacher logits and hidden states) on Ray Data"),
                             ("config", "validate an experiment file and print the resolved config")):
         _common(sub.add_parser(name, help=help_text, description=help_text))
     return parser
@@ -51,10 +57,18 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _teacher(args: argparse.Namespace):
+@dataclass
+class Context:
+    """What every stage command starts from: the config, the run directory, the labelled data."""
+
+    cfg: "ExperimentConfig"
+    run_dir: Path
+    data: "LabelledData"
+
+
+def _context(args: argparse.Namespace) -> Context:
     from xdray.data.sources import load_labelled
-    from xdray.runtime import prepare_run_directory, progress_enabled, run_directory, seed_everything
-    from xdray.teacher import run_teacher_stage
+    from xdray.runtime import prepare_run_directory, run_directory, seed_everything
 
     cfg = _load(args)
     run_dir = run_directory(cfg, args.out)
@@ -63,7 +77,14 @@ def _teacher(args: argparse.Namespace):
     data = load_labelled(cfg)
     log.info("data %s: %s sentences over %d languages", data.fingerprint,
              ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()), len(data.languages))
-    result = run_teacher_stage(cfg, data, run_dir, progress_enabled(cfg.runtime.progress))
+    return Context(cfg, run_dir, data)
+
+
+def _teacher(ctx: Context):
+    from xdray.runtime import progress_enabled
+    from xdray.teacher import run_teacher_stage
+
+    result = run_teacher_stage(ctx.cfg, ctx.data, ctx.run_dir, progress_enabled(ctx.cfg.runtime.progress))
     dev = result.metrics["dev"]
     print(f"teacher {'(cached) ' if result.skipped else ''}{result.path}: dev F1 mean "
           f"{dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
@@ -71,19 +92,37 @@ def _teacher(args: argparse.Namespace):
     return result
 
 
+def _transfer(ctx: Context, teacher):
+    from xdray.transfer import build_transfer_set
+
+    result = build_transfer_set(ctx.cfg, ctx.run_dir, teacher.path, teacher.fingerprint, ctx.data)
+    m = result.manifest
+    size = sum((result.path / f["file"]).stat().st_size for f in m["files"])
+    print(f"transfer {'(cached) ' if result.skipped else ''}{result.path}: {m['rows']} sentences, "
+          f"{m['tokens']} tokens, {len(m['files'])} shards, {size / max(m['tokens'], 1):.0f} bytes/token")
+    return result
+
+
 def cmd_teacher(args: argparse.Namespace) -> int:
-    _teacher(args)
+    _teacher(_context(args))
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    _transfer(ctx, _teacher(ctx))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Chain the stages that exist so far; each skips itself when its output is current."""
-    _teacher(args)
+    ctx = _context(args)
+    _transfer(ctx, _teacher(ctx))
     return 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "teacher": cmd_teacher, "config": cmd_config,
+    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "config": cmd_config,
 }
 
 

@@ -176,15 +176,16 @@ class TransferConfig:
     hidden: Literal["layer", "none"] = "layer"
     hidden_pca: int = 0  # 0 = store full hidden states; r > 0 stores r-dim PCA projections
     max_sentences: int = 0  # cap on the whole transfer set, 0 = all
-    actors: int | Literal["auto"] = "auto"
-    batch_size: int = 64
+    actors: int | Literal["auto"] = "auto"  # auto: one per GPU; on CPU one using all cores
+    batch_size: int = 512  # sentences per actor call, and per Parquet shard
+    micro_batch: int = 64  # sentences per forward pass, sorted by length within the batch
     fp16: bool = True  # fp16 inference on GPU; storage is always fp16
 
     def __post_init__(self) -> None:
         require(self.hidden_pca >= 0, "hidden_pca", "must be >= 0")
         require(self.max_sentences >= 0, "max_sentences", "must be >= 0")
         require(self.actors == "auto" or self.actors > 0, "actors", "must be 'auto' or > 0")
-        _positive(self, "batch_size")
+        _positive(self, "batch_size", "micro_batch")
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,11 @@ def _flat(arrays: list[np.ndarray]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.float16)))
 
 
+def write_shard(table: pa.Table, path: Path) -> None:
+    """zstd, small row groups (the reader streams one at a time), no dictionaries on floats."""
+    pq.write_table(table, path, compression="zstd", use_dictionary=["lang"], row_group_size=256)
+
+
 def shard_name(uids: np.ndarray) -> str:
     """Deterministic in the batch's uids: a retried batch overwrites its own shard."""
     digest = hashlib.sha256(np.sort(uids).astype(np.int64).tobytes()).hexdigest()[:16]
@@ -180,7 +185,7 @@ class TeacherPredictor:
         table = pa.table(columns, schema=schema(self.plan.store_hidden))
         name = shard_name(table.column("uid").to_numpy())
         tmp = self.out_dir / f".tmp-{name}-{os.getpid()}"
-        pq.write_table(table, tmp, row_group_size=256)
+        write_shard(table, tmp)
         os.replace(tmp, self.out_dir / name)  # atomic: the shard exists whole or not at all
         return pa.table({"shard": [name], "rows": [table.num_rows], "tokens": [int(lengths.sum())]})
 
@@ -279,8 +284,9 @@ def run_pipeline(cfg: ExperimentConfig, plan: Plan, pending: pa.Table, out_dir: 
         compute=ray.data.ActorPoolStrategy(size=res["actors"]),
         num_gpus=res["num_gpus"], num_cpus=res["num_cpus"],
         fn_constructor_kwargs={"plan": asdict(plan), "out_dir": str(out_dir), "micro_batch": cfg.transfer.micro_batch,
-                               "fp16": cfg.transfer.fp16, "threads": res["threads"]},
-        max_restarts=-1, max_task_retries=-1)  # a killed actor is replaced and its batch retried
+                               "fp16": cfg.transfer.fp16, "threads": res["threads"]})
+    # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries = -1 by
+    # default for actor pools); the shard name makes the retry overwrite, never duplicate.
     for _ in ds.iter_batches(batch_size=None):
         pass  # shards are written by the actors; the driver only drives the stream
 
@@ -299,7 +305,7 @@ def _deduplicate(directory: Path, shards: dict[str, np.ndarray]) -> dict[str, np
             path.unlink()
             if table.num_rows:
                 new = shard_name(table.column("uid").to_numpy())
-                pq.write_table(table, directory / new, row_group_size=256)
+                write_shard(table, directory / new)
             log.warning("transfer: removed %d duplicate rows from %s", int(dup.sum()), name)
     return scan_shards(directory)
 

@@ -47,6 +47,7 @@ def tiny_raw(**sections) -> dict:
                     "build": {"vocab_size": 600, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
                               "intermediate_size": 64, "max_position": 32},
                     "finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}},
+        "transfer": {"layer": -1, "batch_size": 64},
         "runtime": {"progress": "off"},
     }
     for dotted, value in sections.items():

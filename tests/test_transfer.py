@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from conftest import tiny_raw
@@ -27,10 +28,9 @@ from xdray.transfer_reader import TransferSet
 SENTENCES = 100  # per language, three languages
 
 
-def experiment(write_experiment, **extra):
-    raw = tiny_raw(data__labelled__train_per_language=SENTENCES,
-                   teacher__finetune={"epochs": 0},
-                   transfer={"layer": -1, "batch_size": 64, "micro_batch": 16}, **extra)
+def experiment(write_experiment, **transfer):
+    raw = tiny_raw(data__labelled__train_per_language=SENTENCES, teacher__finetune={"epochs": 0},
+                   transfer={"layer": -1, "batch_size": 64, "micro_batch": 16, **transfer})
     cfg = load_experiment(write_experiment(raw))
     return cfg, load_labelled(cfg)
 
@@ -39,13 +39,12 @@ def experiment(write_experiment, **extra):
 def built(tmp_path_factory, ray_local):
     """One teacher (random weights: fine for exactness) and its transfer set."""
     root = tmp_path_factory.mktemp("transfer")
-    path = root / "exp.yaml"
-    import yaml
-    path.write_text(yaml.safe_dump(tiny_raw(data__labelled__train_per_language=SENTENCES,
-                                            teacher__finetune={"epochs": 0},
-                                            transfer={"layer": -1, "batch_size": 64, "micro_batch": 16})))
-    cfg = load_experiment(path)
-    data = load_labelled(cfg)
+
+    def write(raw):
+        (root / "exp.yaml").write_text(yaml.safe_dump(raw))
+        return root / "exp.yaml"
+
+    cfg, data = experiment(write)
     teacher = run_teacher_stage(cfg, data, root / "run")
     out = build_transfer_set(cfg, root / "run", teacher.path, teacher.fingerprint, data)
     return cfg, data, teacher, out
@@ -252,3 +251,23 @@ def test_reader_memory_does_not_grow_with_the_set(built, tmp_path):
     rows10, peak10 = peak_reading(tmp_path / "x10")
     assert rows10 > 9 * rows1
     assert peak10 < 1.5 * peak1, f"peak {peak10} bytes on 10x the rows vs {peak1}"
+
+
+def test_hidden_pca_stores_projections_and_the_basis(built, tmp_path, write_experiment):
+    cfg, data, teacher, out = built
+    cfg_pca, data_pca = experiment(write_experiment, hidden_pca=8)
+    result = build_transfer_set(cfg_pca, tmp_path / "run", teacher.path, teacher.fingerprint, data_pca)
+    assert result.fingerprint != out.fingerprint
+    m = result.manifest
+    assert m["hidden_dim"] == 8 and m["hidden_size"] == 32
+    mean, components = np.array(m["pca"]["mean"]), np.array(m["pca"]["components"])
+    assert components.shape == (8, 32) and 0 < m["pca"]["explained_variance_ratio"] <= 1
+    np.testing.assert_allclose(components @ components.T, np.eye(8), atol=1e-4)  # orthonormal basis
+    full = {r[0]: r for r in TransferSet(out.path).iter_rows("train", 0.0)}
+    projected = {r[0]: r for r in TransferSet(result.path).iter_rows("train", 0.0)}
+    for uid in (0, 5, 250):
+        expected = (full[uid][4].astype(np.float64) - mean) @ components.T
+        np.testing.assert_allclose(projected[uid][4].astype(np.float64), expected, rtol=2e-2, atol=2e-2)
+    assert m["tokens"] == out.manifest["tokens"]
+    size = lambda r: sum((r.path / f["file"]).stat().st_size for f in r.manifest["files"])
+    assert size(result) < 0.6 * size(out)

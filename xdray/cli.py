@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
                             ("transfer", "build the transfer set (teacher logits and hidden states) on Ray Data"),
                             ("config", "validate an experiment file and print the resolved config")):
         _common(sub.add_parser(name, help=help_text, description=help_text))
+    bench = sub.add_parser("bench", help="benchmarks: xdray against the straightforward way, side by side")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    transfer = bench_sub.add_parser("transfer", help="transfer-set build: naive loop vs xdray's Ray Data pipeline")
+    transfer.add_argument("--n", type=int, default=2000, help="sentences (PAN-X text where present)")
+    transfer.add_argument("--teacher", help="a teacher directory (default: a random BERT of --hidden x --layers)")
+    transfer.add_argument("--hidden", type=int, default=256)
+    transfer.add_argument("--layers", type=int, default=4)
+    transfer.add_argument("--layer", type=int, default=-2, help="teacher layer to store")
+    transfer.add_argument("--max-length", type=int, default=64)
+    transfer.add_argument("--json", action="store_true", help="print only the JSON line")
     return parser
 
 
@@ -121,8 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from xdray import bench
+
+    return bench.main(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "config": cmd_config,
+    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "config": cmd_config, "bench": cmd_bench,
 }
 
 

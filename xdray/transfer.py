@@ -60,6 +60,12 @@ class Plan:
     num_labels: int  # C
     hidden_size: int  # D
     data_fingerprint: str
+    hidden_pca: int = 0  # r > 0: hidden states stored as r-dim PCA projections
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of a stored hidden-state row: r with PCA, else D."""
+        return self.hidden_pca or self.hidden_size
 
 
 def schema(store_hidden: bool) -> pa.Schema:
@@ -135,7 +141,8 @@ def rows_digest(table: pa.Table) -> int:
 class TeacherPredictor:
     """Ray Data actor: teacher forward passes on length-sorted micro-batches, one shard per batch."""
 
-    def __init__(self, plan: dict, out_dir: str, micro_batch: int, fp16: bool, threads: int):
+    def __init__(self, plan: dict, out_dir: str, micro_batch: int, fp16: bool, threads: int,
+                 pca: dict | None = None):
         import torch
         from transformers import AutoModelForTokenClassification
 
@@ -149,6 +156,10 @@ class TeacherPredictor:
         model = model.eval().to(self.device)
         self.model = model.half() if fp16 and self.device == "cuda" else model
         self.pad_id = _tokenizer(self.plan.teacher_dir).pad_token_id
+        self.pca = None
+        if pca is not None:  # (mean (D,), components (r, D)) in fp32 on the inference device
+            self.pca = (torch.tensor(pca["mean"], device=self.device),
+                        torch.tensor(pca["components"], device=self.device))
 
     def _forward(self, ids: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """fp16 logits (len, C) and hidden states (len, D) per sequence."""
@@ -163,7 +174,12 @@ class TeacherPredictor:
             out = self.model(input_ids=tensor, attention_mask=(tensor != self.pad_id).long(),
                              output_hidden_states=self.plan.store_hidden)
         logits = out.logits.to(torch.float16).cpu().numpy()  # (B, T, C)
-        hidden = out.hidden_states[self.plan.layer].to(torch.float16).cpu().numpy() if self.plan.store_hidden else None
+        hidden = None
+        if self.plan.store_hidden:
+            states = out.hidden_states[self.plan.layer].float()  # (B, T, D)
+            if self.pca is not None:
+                states = (states - self.pca[0]) @ self.pca[1].T  # (B, T, r)
+            hidden = states.to(torch.float16).cpu().numpy()
         return ([logits[i, :len(x)] for i, x in enumerate(ids)],
                 [hidden[i, :len(x)] for i, x in enumerate(ids)] if hidden is not None else [])
 
@@ -229,11 +245,39 @@ def unlabelled_table(cfg: ExperimentConfig, labelled: LabelledData) -> tuple[pa.
 
 def make_plan(cfg: ExperimentConfig, teacher_dir: Path, teacher_fingerprint: str, data_fp: str) -> Plan:
     model_cfg = json.loads((teacher_dir / "config.json").read_text())
+    store_hidden = cfg.transfer.hidden == "layer"
+    pca = cfg.transfer.hidden_pca if store_hidden else 0
+    if pca > model_cfg["hidden_size"]:
+        raise XdrayError(f"transfer.hidden_pca: {pca} is more than the teacher's hidden size "
+                         f"{model_cfg['hidden_size']}")
     return Plan(teacher_dir=str(teacher_dir), teacher_fingerprint=teacher_fingerprint,
                 layer=resolve_layer(cfg.transfer.layer, model_cfg["num_hidden_layers"]),
-                store_hidden=cfg.transfer.hidden == "layer", max_length=cfg.data.max_length,
+                store_hidden=store_hidden, max_length=cfg.data.max_length,
                 num_labels=len(model_cfg["id2label"]), hidden_size=model_cfg["hidden_size"],
-                data_fingerprint=data_fp)
+                data_fingerprint=data_fp, hidden_pca=pca)
+
+
+PCA_SAMPLE_SENTENCES = 2000
+
+
+def fit_pca(plan: dict, sample: pa.Table, micro_batch: int, fp16: bool, threads: int) -> dict:
+    """PCA of the teacher's layer states over the tokens of `sample`: {"mean", "components" (r, D),
+    "explained_variance_ratio"}. Runs where the predictor runs (a Ray task with its resources)."""
+    import torch
+
+    p = Plan(**plan)
+    predictor = TeacherPredictor({**plan, "hidden_pca": 0}, "/nonexistent", micro_batch, fp16, threads)
+    tokenized = tokenize_batch(sample, p.teacher_dir, p.max_length)
+    ids = [np.asarray(x, dtype=np.int64) for x in tokenized.column("input_ids").to_numpy(zero_copy_only=False)]
+    states = []
+    for start in range(0, len(ids), micro_batch):
+        states += predictor._forward(ids[start:start + micro_batch])[1]
+    x = torch.from_numpy(np.concatenate(states).astype(np.float64))  # (tokens, D)
+    mean = x.mean(0)
+    _, singular, v = torch.linalg.svd(x - mean, full_matrices=False)
+    variance = singular ** 2
+    return {"mean": mean.float().tolist(), "components": v[:p.hidden_pca].float().tolist(),
+            "explained_variance_ratio": float(variance[:p.hidden_pca].sum() / variance.sum())}
 
 
 def plan_fingerprint(plan: Plan) -> str:
@@ -266,7 +310,29 @@ def _resources(cfg: ExperimentConfig) -> dict[str, Any]:
     return {"actors": n, "num_gpus": 0, "num_cpus": per_actor, "threads": max(1, round(per_actor))}
 
 
-def run_pipeline(cfg: ExperimentConfig, plan: Plan, pending: pa.Table, out_dir: Path) -> None:
+def pca_basis(cfg: ExperimentConfig, plan: Plan, rows: pa.Table, staging: Path) -> dict | None:
+    """The PCA basis for this build, fitted once and kept in the staging directory, so a resumed
+    build projects with the very same basis."""
+    if not plan.hidden_pca:
+        return None
+    path = staging / "pca.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    import ray
+
+    init_ray(cfg.runtime)
+    res = _resources(cfg)
+    take = sorted(random.Random(f"{cfg.seed}/pca").sample(range(rows.num_rows), min(PCA_SAMPLE_SENTENCES, rows.num_rows)))
+    task = ray.remote(fit_pca).options(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"])
+    basis = ray.get(task.remote(asdict(plan), rows.take(pa.array(take)), cfg.transfer.micro_batch,
+                                cfg.transfer.fp16, res["threads"]))
+    atomic_write_json(path, basis)
+    log.info("transfer: PCA to %d dims keeps %.1f%% of the variance of layer %d", plan.hidden_pca,
+             100 * basis["explained_variance_ratio"], plan.layer)
+    return basis
+
+
+def run_pipeline(cfg: ExperimentConfig, plan: Plan, pending: pa.Table, out_dir: Path, pca: dict | None) -> None:
     """Build shards for `pending` rows into out_dir with Ray Data."""
     import ray
 
@@ -284,7 +350,7 @@ def run_pipeline(cfg: ExperimentConfig, plan: Plan, pending: pa.Table, out_dir: 
         compute=ray.data.ActorPoolStrategy(size=res["actors"]),
         num_gpus=res["num_gpus"], num_cpus=res["num_cpus"],
         fn_constructor_kwargs={"plan": asdict(plan), "out_dir": str(out_dir), "micro_batch": cfg.transfer.micro_batch,
-                               "fp16": cfg.transfer.fp16, "threads": res["threads"]})
+                               "fp16": cfg.transfer.fp16, "threads": res["threads"], "pca": pca})
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries = -1 by
     # default for actor pools); the shard name makes the retry overwrite, never duplicate.
     for _ in ds.iter_batches(batch_size=None):
@@ -311,7 +377,8 @@ def _deduplicate(directory: Path, shards: dict[str, np.ndarray]) -> dict[str, np
 
 
 def finalize(directory: Path, plan: Plan, fingerprint: str, expected_rows: int, cfg: ExperimentConfig) -> dict:
-    """Check every uid is present exactly once, then write the manifest (last)."""
+    """Check every uid is present exactly once, then write the manifest (last); the PCA basis,
+    where there is one, goes into the manifest."""
     shards = _deduplicate(directory, scan_shards(directory))
     uids = np.concatenate(list(shards.values())) if shards else np.zeros(0, np.int64)
     if len(uids) != expected_rows or len(np.unique(uids)) != expected_rows or (
@@ -326,12 +393,14 @@ def finalize(directory: Path, plan: Plan, fingerprint: str, expected_rows: int, 
         tokens += n_tokens
         digest = (digest + rows_digest(table)) % 2**64
     manifest = {
-        "schema_version": SCHEMA_VERSION, "fingerprint": fingerprint, **asdict(plan),
+        "schema_version": SCHEMA_VERSION, "fingerprint": fingerprint, **asdict(plan), "hidden_dim": plan.hidden_dim,
         "config_layer": cfg.transfer.layer, "rows": expected_rows, "tokens": tokens, "files": files,
         "rows_digest": f"{digest:016x}", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "complete": True,
     }
     manifest.pop("teacher_dir")
+    if plan.hidden_pca:
+        manifest["pca"] = json.loads((directory / "pca.json").read_text())
     atomic_write_json(directory / MANIFEST, manifest)
     return manifest
 
@@ -348,6 +417,12 @@ def build_transfer_set(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, 
                        labelled: LabelledData) -> TransferOutput:
     """Build (or resume, or skip) the transfer set for this teacher, data and layer."""
     rows, data_fp = unlabelled_table(cfg, labelled)
+    return build_from_rows(cfg, run_dir, teacher_dir, teacher_fingerprint, rows, data_fp)
+
+
+def build_from_rows(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, teacher_fingerprint: str,
+                    rows: pa.Table, data_fp: str) -> TransferOutput:
+    """The transfer set of `rows` (uid 0..N-1, lang, tokens) under run_dir/transfer/<fingerprint>."""
     plan = make_plan(cfg, teacher_dir, teacher_fingerprint, data_fp)
     fingerprint = plan_fingerprint(plan)
     final = run_dir / "transfer" / fingerprint
@@ -364,8 +439,9 @@ def build_transfer_set(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, 
         log.info("transfer: resuming: %d of %d sentences already in %d shards", rows.num_rows - pending.num_rows,
                  rows.num_rows, len(done))
     started = time.time()
+    pca = pca_basis(cfg, plan, rows, staging)
     if pending.num_rows:
-        run_pipeline(cfg, plan, pending, staging)
+        run_pipeline(cfg, plan, pending, staging, pca)
     manifest = finalize(staging, plan, fingerprint, rows.num_rows, cfg)
     if final.exists():
         shutil.rmtree(final)

@@ -42,7 +42,7 @@ def heldout_mask(uids: np.ndarray, fraction: float) -> np.ndarray:
     return mixed < np.uint64(int(fraction * (1 << 24)))
 
 
-def _rows(record: pa.RecordBatch, num_labels: int, hidden_size: int) -> list[tuple]:
+def _rows(record: pa.RecordBatch, num_labels: int, hidden_dim: int) -> list[tuple]:
     """(uid, lang, ids, logits, hidden) per row, as copies (the record batch can then be freed)."""
     def values(name: str) -> tuple[np.ndarray, np.ndarray]:
         column = record.column(name)
@@ -56,7 +56,7 @@ def _rows(record: pa.RecordBatch, num_labels: int, hidden_size: int) -> list[tup
     hd_off, hd = values("hidden") if has_hidden else (None, None)
     out = []
     for i in range(record.num_rows):
-        hidden = hd[hd_off[i]:hd_off[i + 1]].reshape(-1, hidden_size).copy() if has_hidden else None
+        hidden = hd[hd_off[i]:hd_off[i + 1]].reshape(-1, hidden_dim).copy() if has_hidden else None
         out.append((int(uids[i]), langs[i], ids[ids_off[i]:ids_off[i + 1]].copy(),
                     lg[lg_off[i]:lg_off[i + 1]].reshape(-1, num_labels).copy(), hidden))
     return out
@@ -81,7 +81,8 @@ class TransferSet:
             raise TransferSetError(f"transfer set {self.path} was built for something else: {detail}")
         self.manifest = manifest
         self.num_labels = int(manifest["num_labels"])
-        self.hidden_size = int(manifest["hidden_size"])
+        self.hidden_dim = int(manifest["hidden_dim"])  # D, or r for PCA projections
+        self.pca = manifest.get("pca")  # {"mean": (D,), "components": (r, D)} when projected
         self.store_hidden = bool(manifest["store_hidden"])
         self._check_files()
 
@@ -118,7 +119,7 @@ class TransferSet:
                 if split == "train":
                     keep = ~keep
                 if keep.any():
-                    yield from _rows(record.filter(pa.array(keep)), self.num_labels, self.hidden_size)
+                    yield from _rows(record.filter(pa.array(keep)), self.num_labels, self.hidden_dim)
 
     def batches(self, batch_size: int, *, split: str = "train", heldout_fraction: float = 0.05, epoch: int = 0,
                 seed: int = 0, shuffle_buffer: int = 8192, bucket_batches: int = 16, pad_id: int = 0

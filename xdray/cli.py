@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("run", "run every stage of an experiment, skipping finished ones"),
                             ("teacher", "build or load, fine-tune, evaluate and save the teacher"),
                             ("transfer", "build the transfer set (teacher logits and hidden states) on Ray Data"),
+                            ("train", "distil one student through the whole stage plan (no Tune)"),
                             ("config", "validate an experiment file and print the resolved config")):
         _common(sub.add_parser(name, help=help_text, description=help_text))
     bench = sub.add_parser("bench", help="benchmarks: xdray against the straightforward way, side by side")
@@ -124,6 +125,28 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _needs_transfer(cfg: "ExperimentConfig") -> bool:
+    return any(stage.loss in ("rep", "logit") for stage in cfg.distill.stages)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from xdray.distill.trial import prepare, run_trial
+
+    ctx = _context(args)
+    teacher = _teacher(ctx)
+    transfer = _transfer(ctx, teacher) if _needs_transfer(ctx.cfg) else None
+    s = ctx.cfg.student
+    trial_dir = ctx.run_dir / "train" / f"E{s.embedding_dim}-H{s.hidden_size}-{s.init}"
+    td = prepare(ctx.cfg, teacher.path, transfer.path if transfer else None, ctx.data)
+    final = run_trial(ctx.cfg, trial_dir, td)
+    dev, teacher_f1 = final["dev"], teacher.metrics["dev"]["f1_mean"]
+    print(f"student {trial_dir}: dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}; retention "
+          f"{dev['f1_mean'] / max(teacher_f1, 1e-9):.3f} of the teacher's {teacher_f1:.4f}); "
+          + ", ".join(f"{lang} {f1:.3f}" for lang, f1 in dev["per_language"].items())
+          + f"; {final['params']} parameters; {final['wall_time_s']:.0f}s")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Chain the stages that exist so far; each skips itself when its output is current."""
     ctx = _context(args)
@@ -138,7 +161,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "config": cmd_config, "bench": cmd_bench,
+    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "train": cmd_train, "config": cmd_config,
+    "bench": cmd_bench,
 }
 
 

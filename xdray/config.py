@@ -214,10 +214,12 @@ class StageConfig:
     lr_low: float = 1e-8
     period: int = 1  # epochs in the first SGDR cycle
     period_mult: int = 2
+    temperature: float = 0.0  # logit loss: 0 = MSE on raw logits (the paper); > 0 = KL at that temperature
 
     def __post_init__(self) -> None:
         _positive(self, "max_epochs", "batch_size", "lr_high", "period", "period_mult")
         require(self.patience >= 0, "patience", "must be >= 0")
+        require(self.temperature >= 0, "temperature", "must be >= 0")
         require(0 <= self.lr_low <= self.lr_high, "lr_low", "must be in [0, lr_high]")
 
 

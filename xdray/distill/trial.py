@@ -1,0 +1,283 @@
+"""One trial: one student config through the whole stage plan.
+
+Stages 1-2 stream the transfer set (RepLoss, LogitLoss), stage 3 the labelled data (CE); each
+sub-stage runs Adam under an SGDR schedule with early stopping on a held-out loss (the held-out
+transfer slice, or the dev set for CE) and ends with a checkpoint, so a restarted trial continues
+after the last finished sub-stage with the same result. Model selection uses dev only; test F1 is
+computed once, at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from xdray.config import ExperimentConfig
+from xdray.data.encode import IGNORE_INDEX, Encoded
+from xdray.data.sources import LabelledData
+from xdray.distill.losses import ce_loss, logit_loss, rep_loss
+from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr_lr
+from xdray.evaluate import count_parameters, f1_report
+from xdray.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
+from xdray.teacher import bucketed_batches, encode_splits, pad_batch
+from xdray.transfer_reader import TransferSet
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[dict], None]
+TRANSFER_LOSSES = ("rep", "logit")
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # (B, T) student ids
+    lengths: torch.Tensor  # (B,)
+    mask: torch.Tensor  # (B, T) bool
+    tokens: int
+    hidden: torch.Tensor | None = None  # (B, T, D or r)
+    logits: torch.Tensor | None = None  # (B, T, C)
+    labels: torch.Tensor | None = None  # (B, T), IGNORE_INDEX off first sub-tokens
+
+
+@dataclass
+class TrialData:
+    """Everything a trial reads: the encoded labelled splits, the transfer set, the vocabulary."""
+
+    labels: tuple[str, ...]
+    encoded: dict[str, Encoded]
+    pad_id: int
+    tokenizer: object
+    teacher_embeddings: torch.Tensor  # (teacher vocab, D)
+    teacher_hidden: int
+    transfer: TransferSet | None
+    vocab: Vocabulary = field(init=False)
+
+
+def prepare(cfg: ExperimentConfig, teacher_dir: Path, transfer_path: Path | None, data: LabelledData) -> TrialData:
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    encoded = encode_splits(tokenizer, data, cfg.data.max_length)
+    teacher_cfg = AutoConfig.from_pretrained(teacher_dir)
+    with safe_open(str(teacher_dir / "model.safetensors"), "pt") as weights:
+        key = next(k for k in weights.keys() if k.endswith("word_embeddings.weight"))
+        embeddings = weights.get_tensor(key).float()
+    transfer = TransferSet(transfer_path) if transfer_path else None
+    td = TrialData(data.labels, encoded, tokenizer.pad_token_id, tokenizer, embeddings, teacher_cfg.hidden_size, transfer)
+    sequences = list(encoded["train"].input_ids)
+    if transfer is not None:
+        sequences += [ids for _, _, ids, *_ in transfer.iter_rows("train", 0.0)]
+    td.vocab = Vocabulary.from_data(sequences, tokenizer)
+    return td
+
+
+def build_student(cfg: ExperimentConfig, td: TrialData) -> BiLSTMStudent:
+    s = cfg.student
+    spec = StudentSpec(vocab_size=len(td.vocab), embedding_dim=s.embedding_dim, hidden_size=s.hidden_size,
+                       projection_dim=td.teacher_hidden, num_labels=len(td.labels), dropout=s.dropout)
+    torch.manual_seed(cfg.seed)
+    student = BiLSTMStudent(spec)
+    init_embedding(student, td.teacher_embeddings, td.vocab, s.init, cfg.seed)
+    return student
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def _labelled_batches(td: TrialData, split: str, batch_size: int, seed: int | None) -> Iterator[Batch]:
+    enc = td.encoded[split]
+    lengths = [len(x) for x in enc.input_ids]
+    if seed is None:  # evaluation: fixed order, by length
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    else:
+        batches = bucketed_batches(lengths, batch_size, seed)
+    for idx in batches:
+        ids = pad_batch([enc.input_ids[i] for i in idx], td.pad_id)
+        mask = ids != td.pad_id
+        yield Batch(td.vocab.map(ids), mask.sum(1), mask, int(mask.sum()),
+                    labels=pad_batch([enc.labels[i] for i in idx], IGNORE_INDEX))
+
+
+def _transfer_batches(td: TrialData, cfg: ExperimentConfig, split: str, batch_size: int, epoch: int) -> Iterator[Batch]:
+    for b in td.transfer.batches(batch_size, split=split, heldout_fraction=cfg.distill.heldout_fraction,
+                                 epoch=epoch, seed=cfg.seed, pad_id=td.pad_id):
+        yield Batch(td.vocab.map(b.input_ids), b.mask.sum(1), b.mask, b.tokens, hidden=b.hidden, logits=b.logits)
+
+
+def batches(td: TrialData, cfg: ExperimentConfig, sub: SubStage, split: str, epoch: int) -> Iterator[Batch]:
+    """split: "train" or "heldout" (the transfer slice for stages 1-2, dev for CE)."""
+    size = sub.stage.batch_size
+    if sub.stage.loss in TRANSFER_LOSSES:
+        return _transfer_batches(td, cfg, split, size, epoch)
+    if split == "train":
+        return _labelled_batches(td, "train", size, cfg.seed * 1000 + epoch)
+    return _labelled_batches(td, "dev", size, None)
+
+
+def steps_per_epoch(td: TrialData, cfg: ExperimentConfig, sub: SubStage) -> int:
+    """Batches in one training epoch (for the transfer set, the expected count of a stream)."""
+    rows = (td.transfer.rows * (1 - cfg.distill.heldout_fraction) if sub.stage.loss in TRANSFER_LOSSES
+            else len(td.encoded["train"]))
+    return max(1, int(np.ceil(rows / sub.stage.batch_size)))
+
+
+def loss_of(student: BiLSTMStudent, batch: Batch, sub: SubStage, pca) -> torch.Tensor:
+    projection, logits = student(batch.ids, batch.lengths)
+    if sub.stage.loss == "rep":
+        return rep_loss(projection, batch.hidden, batch.mask, pca)
+    if sub.stage.loss == "logit":
+        return logit_loss(logits, batch.logits, batch.mask, sub.stage.temperature or None)
+    return ce_loss(logits, batch.labels)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def evaluate(student: BiLSTMStudent, td: TrialData, split: str, batch_size: int = 256) -> dict:
+    """Entity F1 per language on a labelled split (first sub-tokens only)."""
+    student.eval()
+    enc = td.encoded[split]
+    predictions: list[np.ndarray] = [None] * len(enc)  # type: ignore[list-item]
+    order = sorted(range(len(enc)), key=lambda i: len(enc.input_ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids = pad_batch([enc.input_ids[i] for i in idx], td.pad_id)
+        mask = ids != td.pad_id
+        _, logits = student(td.vocab.map(ids), mask.sum(1))
+        best = logits.argmax(-1).numpy()
+        for row, i in enumerate(idx):
+            predictions[i] = best[row, :len(enc.input_ids[i])]
+    return f1_report(enc.labels, predictions, enc.langs, td.labels)
+
+
+@torch.inference_mode()
+def heldout_loss(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, sub: SubStage, pca) -> float:
+    student.eval()
+    total, weight = 0.0, 0
+    for batch in batches(td, cfg, sub, "heldout", 0):
+        total += loss_of(student, batch, sub, pca).item() * batch.tokens
+        weight += batch.tokens
+    return total / max(weight, 1)
+
+
+# ----------------------------------------------------------------------------- one sub-stage
+
+
+def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, sub: SubStage, index: int,
+                   writer) -> dict:
+    """Adam + SGDR over the trainable groups, early stopping on the held-out loss, best weights
+    restored. Returns the sub-stage's metrics."""
+    torch.manual_seed(cfg.seed * 100 + index)  # each sub-stage seeds itself: resume == uninterrupted
+    student.set_trainable(sub.trainable)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=sub.stage.lr_high)
+    pca = None
+    if sub.stage.loss == "rep" and td.transfer.pca is not None:
+        pca = (torch.tensor(td.transfer.pca["mean"]), torch.tensor(td.transfer.pca["components"]))
+    stopper = EarlyStopping(sub.stage.patience)
+    per_epoch = steps_per_epoch(td, cfg, sub)
+    step, train_loss, lr, epochs = 0, 0.0, sub.stage.lr_high, 0
+    for epoch in range(sub.stage.max_epochs):
+        student.train()
+        total, weight = 0.0, 0
+        for batch in batches(td, cfg, sub, "train", epoch):
+            lr = sgdr_lr(step, per_epoch, sub.stage)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = loss_of(student, batch, sub, pca)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            total, weight, step = total + loss.item() * batch.tokens, weight + batch.tokens, step + 1
+        train_loss = total / max(weight, 1)
+        held = heldout_loss(student, td, cfg, sub, pca)
+        epochs = epoch + 1
+        if writer is not None:
+            writer.add_scalar(f"{sub.name}/train_loss", train_loss, epochs)
+            writer.add_scalar(f"{sub.name}/heldout_loss", held, epochs)
+            writer.add_scalar(f"{sub.name}/lr", lr, epochs)
+        if stopper.update(held, student, epoch):
+            break
+    stopper.restore(student)
+    return {"stage": sub.stage.name, "substage": sub.name, "loss": sub.stage.loss, "epochs": epochs,
+            "best_epoch": stopper.best_epoch + 1, "train_loss": train_loss, "heldout_loss": stopper.best_loss,
+            "lr": lr, "trainable": list(sub.trainable)}
+
+
+# ----------------------------------------------------------------------------- the trial
+
+
+def _save_checkpoint(directory: Path, student: BiLSTMStudent, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(tmp / "student.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
+def _load_checkpoint(directory: Path, student: BiLSTMStudent) -> dict | None:
+    from safetensors.torch import load_file
+
+    if not (directory / "state.json").exists():
+        return None
+    student.load_state_dict(load_file(str(directory / "student.safetensors")))
+    return json.loads((directory / "state.json").read_text())
+
+
+def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Report | None = None,
+              tensorboard: bool = True) -> dict:
+    """The whole plan for one student; resumes after the last finished sub-stage in trial_dir."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    started = time.time()
+    plan = expand(cfg.distill.stages)
+    if any(s.stage.loss in TRANSFER_LOSSES for s in plan) and td.transfer is None:
+        raise ValueError("the stage plan needs a transfer set")
+    student = build_student(cfg, td)
+    state = _load_checkpoint(trial_dir / "checkpoint", student) or {"done": 0, "history": []}
+    if state["done"]:
+        log.info("trial %s: resuming after sub-stage %d of %d", trial_dir.name, state["done"], len(plan))
+    writer = SummaryWriter(str(trial_dir / "tensorboard")) if tensorboard else None
+    for index in range(state["done"], len(plan)):
+        sub = plan[index]
+        metrics = train_substage(student, td, cfg, sub, index, writer)
+        dev = evaluate(student, td, "dev")
+        metrics.update({"dev_f1_mean": dev["f1_mean"], "dev_f1_std": dev["f1_std"], "dev_f1_micro": dev["f1_micro"],
+                        **{f"dev_f1_{lang}": f1 for lang, f1 in dev["per_language"].items()}})
+        if writer is not None:
+            writer.add_scalar("dev/f1_mean", dev["f1_mean"], index + 1)
+        log.info("trial %s: %s (%d epochs) held-out loss %.4f, dev F1 %.4f", trial_dir.name, sub.name,
+                 metrics["epochs"], metrics["heldout_loss"], dev["f1_mean"])
+        state = {"done": index + 1, "history": state["history"] + [metrics]}
+        _save_checkpoint(trial_dir / "checkpoint", student, state)
+        if report is not None:
+            report({**metrics, "substage_index": index + 1, "substages": len(plan)})
+    if writer is not None:
+        writer.close()
+    final = {"dev": evaluate(student, td, "dev"), "params": count_parameters(student),
+             "history": state["history"], "wall_time_s": round(time.time() - started, 1)}
+    if "test" in td.encoded:
+        final["test"] = evaluate(student, td, "test")  # once, for the dev-selected model
+    save_student(trial_dir / "student", student, td.vocab, td.labels, td.tokenizer,
+                 extra={"student_config": {"embedding_dim": cfg.student.embedding_dim,
+                                           "hidden_size": cfg.student.hidden_size, "init": cfg.student.init}})
+    (trial_dir / "metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
+    return final

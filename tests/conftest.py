@@ -69,3 +69,28 @@ def write_experiment(tmp_path):
         return path
 
     return write
+
+
+SENTENCES = 100  # per language in tiny_built, three languages
+
+
+def built_raw(**transfer) -> dict:
+    return tiny_raw(data__labelled__train_per_language=SENTENCES, teacher__finetune={"epochs": 0},
+                    transfer={"layer": -1, "batch_size": 64, "micro_batch": 16, **transfer})
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tmp_path_factory, ray_local):
+    """(cfg, labelled data, teacher, transfer set): a random-weight teacher (exactness does not
+    need a trained one) and its transfer set, built once per test session."""
+    from xdray.config import load_experiment
+    from xdray.data.sources import load_labelled
+    from xdray.teacher import run_teacher_stage
+    from xdray.transfer import build_transfer_set
+
+    root = tmp_path_factory.mktemp("built")
+    (root / "exp.yaml").write_text(yaml.safe_dump(built_raw()))
+    cfg = load_experiment(root / "exp.yaml")
+    data = load_labelled(cfg)
+    teacher = run_teacher_stage(cfg, data, root / "run")
+    return cfg, data, teacher, build_transfer_set(cfg, root / "run", teacher.path, teacher.fingerprint, data)

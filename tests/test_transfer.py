@@ -14,40 +14,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from conftest import tiny_raw
+from conftest import SENTENCES, built_raw, tiny_raw
 from xdray.config import load_experiment
 from xdray.data.sources import load_labelled
-from xdray.teacher import run_teacher_stage
 from xdray.transfer import (KILL_MARKER, MANIFEST, TransferSetError, build_transfer_set, schema,
                             unlabelled_table)
 from xdray.transfer_reader import TransferSet
 
-SENTENCES = 100  # per language, three languages
 
 
 def experiment(write_experiment, **transfer):
-    raw = tiny_raw(data__labelled__train_per_language=SENTENCES, teacher__finetune={"epochs": 0},
-                   transfer={"layer": -1, "batch_size": 64, "micro_batch": 16, **transfer})
-    cfg = load_experiment(write_experiment(raw))
+    cfg = load_experiment(write_experiment(built_raw(**transfer)))
     return cfg, load_labelled(cfg)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, ray_local):
-    """One teacher (random weights: fine for exactness) and its transfer set."""
-    root = tmp_path_factory.mktemp("transfer")
-
-    def write(raw):
-        (root / "exp.yaml").write_text(yaml.safe_dump(raw))
-        return root / "exp.yaml"
-
-    cfg, data = experiment(write)
-    teacher = run_teacher_stage(cfg, data, root / "run")
-    out = build_transfer_set(cfg, root / "run", teacher.path, teacher.fingerprint, data)
-    return cfg, data, teacher, out
+def built(tiny_built):
+    return tiny_built
 
 
 def all_uids(path):

@@ -137,3 +137,122 @@ def main(args) -> int:
             print(f"{key:>24}: {value}")
     print(json.dumps(result))
     return 0
+
+
+# ----------------------------------------------------------------------------- bench train
+
+
+def _trial_data(teacher_dir: Path, transfer_path: Path):
+    """TrialData over a transfer set alone (no labelled splits needed to time LogitLoss)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    from xdray.distill.trial import TrialData
+    from xdray.student import Vocabulary
+    from xdray.transfer_reader import TransferSet
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    with safe_open(str(teacher_dir / "model.safetensors"), "pt") as weights:
+        key = next(k for k in weights.keys() if k.endswith("word_embeddings.weight"))
+        embeddings = weights.get_tensor(key).float()
+    transfer = TransferSet(transfer_path)
+    td = TrialData(WIKIANN_LABELS, {}, tokenizer.pad_token_id, tokenizer, embeddings,
+                   AutoConfig.from_pretrained(teacher_dir).hidden_size, transfer)
+    td.vocab = Vocabulary.from_data([ids for _, _, ids, *_ in transfer.iter_rows("train", 0.0)], tokenizer)
+    return td
+
+
+def naive_epoch(student, td, max_length: int, batch_size: int, seed: int) -> tuple[float, int]:
+    """A straightforward loop: everything in memory, padded to max_length, data-loader shuffle, the
+    LSTM run over the padding (no packing). Returns (seconds, real tokens)."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from xdray.distill.losses import logit_loss
+
+    rows = list(td.transfer.iter_rows("train", 0.0))
+    ids = torch.full((len(rows), max_length), td.pad_id, dtype=torch.long)
+    logits = torch.zeros((len(rows), max_length, td.transfer.num_labels))
+    for i, (_, _, row_ids, row_logits, _) in enumerate(rows):
+        ids[i, :len(row_ids)] = torch.from_numpy(row_ids.astype("int64"))
+        logits[i, :len(row_ids)] = torch.from_numpy(row_logits.astype("float32"))
+    loader = DataLoader(TensorDataset(ids, logits), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    student.train()
+    started, tokens = time.perf_counter(), 0
+    for batch_ids, batch_logits in loader:
+        mask = batch_ids != td.pad_id
+        x = student.dropout(student.embedding(td.vocab.map(batch_ids)))
+        out, _ = student.lstm(x)
+        projection = torch.nn.functional.gelu(student.projection(student.dropout(out)))
+        loss = logit_loss(student.output(student.dropout(projection)), batch_logits, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        tokens += int(mask.sum())
+    return time.perf_counter() - started, tokens
+
+
+def xdray_epoch(student, td, cfg, batch_size: int) -> tuple[float, int]:
+    """One epoch of xdray's own LogitLoss sub-stage loop (streaming reader, length buckets,
+    packed sequences). Returns (seconds, real tokens)."""
+    import torch
+
+    from xdray.config import StageConfig
+    from xdray.distill.schedule import SubStage
+    from xdray.distill.trial import batches, loss_of, train_epoch
+    from xdray.student import UNFREEZE_ORDER
+
+    sub = SubStage(StageConfig(name="logits", loss="logit", batch_size=batch_size), 1, UNFREEZE_ORDER)
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    tokens = [0]
+
+    def stream():
+        for b in batches(td, cfg, sub, "train", 0):
+            tokens[0] += b.tokens
+            yield b
+
+    started = time.perf_counter()
+    train_epoch(student, optimizer, stream(), lambda b: loss_of(student, b, sub, None), lambda s: 1e-3, 0)
+    return time.perf_counter() - started, tokens[0]
+
+
+def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, batch_size: int) -> dict:
+    import torch
+
+    from xdray.student import BiLSTMStudent, StudentSpec
+
+    sentences, langs, source = bench_sentences(n)
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="xdray-bench-") as tmp:
+        tmp = Path(tmp)
+        teacher_dir = bench_teacher(tmp / "teacher", sentences, 128, 2)
+        _, manifest, path = xdray_transfer(teacher_dir, sentences, langs, tmp / "run", -1, max_length, cores)
+        td = _trial_data(teacher_dir, path)
+        cfg = config_from_dict({"name": "bench", "distill": {"heldout_fraction": 0.01}})
+        torch.set_num_threads(cores)
+
+        def student():
+            torch.manual_seed(0)
+            return BiLSTMStudent(StudentSpec(len(td.vocab), embedding_dim, hidden_size, td.teacher_hidden,
+                                             len(WIKIANN_LABELS)))
+
+        naive_s, naive_tokens = naive_epoch(student(), td, max_length, batch_size, 0)
+        xdray_s, xdray_tokens = xdray_epoch(student(), td, cfg, batch_size)
+    return {
+        "n": len(sentences), "source": source, "cores": cores, "max_length": max_length,
+        "student": f"E{embedding_dim}-H{hidden_size}", "batch_size": batch_size,
+        "naive_s": round(naive_s, 2), "xdray_s": round(xdray_s, 2),
+        "naive_tokens_per_s": round(naive_tokens / naive_s), "xdray_tokens_per_s": round(xdray_tokens / xdray_s),
+        "speedup": round((xdray_tokens / xdray_s) / (naive_tokens / naive_s), 3),
+    }
+
+
+def main_train(args) -> int:
+    result = bench_train(args.n, args.embedding_dim, args.hidden_size, args.max_length, args.batch_size)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+    print(json.dumps(result))
+    return 0

@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--layer", type=int, default=-2, help="teacher layer to store")
     transfer.add_argument("--max-length", type=int, default=64)
     transfer.add_argument("--json", action="store_true", help="print only the JSON line")
+    train = bench_sub.add_parser("train", help="student training: padded loop vs xdray's trial loop (tokens/s)")
+    train.add_argument("--n", type=int, default=4000, help="sentences (PAN-X text where present)")
+    train.add_argument("--embedding-dim", type=int, default=100)
+    train.add_argument("--hidden-size", type=int, default=200)
+    train.add_argument("--max-length", type=int, default=64)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--json", action="store_true", help="print only the JSON line")
     return parser
 
 
@@ -157,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from xdray import bench
 
-    return bench.main(args)
+    return bench.main(args) if args.bench == "transfer" else bench.main_train(args)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -175,6 +175,26 @@ def heldout_loss(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, s
 # ----------------------------------------------------------------------------- one sub-stage
 
 
+def train_epoch(student: BiLSTMStudent, optimizer: torch.optim.Optimizer, stream: Iterator[Batch],
+                loss_fn: Callable[[Batch], torch.Tensor], lr_at: Callable[[int], float], step: int
+                ) -> tuple[float, int, float]:
+    """One pass over `stream`; returns (token-weighted mean loss, global step, last lr)."""
+    student.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    total, weight, lr = 0.0, 0, lr_at(step)
+    for batch in stream:
+        lr = lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        optimizer.step()
+        total, weight, step = total + loss.item() * batch.tokens, weight + batch.tokens, step + 1
+    return total / max(weight, 1), step, lr
+
+
 def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, sub: SubStage, index: int,
                    writer) -> dict:
     """Adam + SGDR over the trainable groups, early stopping on the held-out loss, best weights
@@ -190,19 +210,9 @@ def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig,
     per_epoch = steps_per_epoch(td, cfg, sub)
     step, train_loss, lr, epochs = 0, 0.0, sub.stage.lr_high, 0
     for epoch in range(sub.stage.max_epochs):
-        student.train()
-        total, weight = 0.0, 0
-        for batch in batches(td, cfg, sub, "train", epoch):
-            lr = sgdr_lr(step, per_epoch, sub.stage)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss = loss_of(student, batch, sub, pca)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            total, weight, step = total + loss.item() * batch.tokens, weight + batch.tokens, step + 1
-        train_loss = total / max(weight, 1)
+        train_loss, step, lr = train_epoch(student, optimizer, batches(td, cfg, sub, "train", epoch),
+                                           lambda b: loss_of(student, b, sub, pca),
+                                           lambda s: sgdr_lr(s, per_epoch, sub.stage), step)
         held = heldout_loss(student, td, cfg, sub, pca)
         epochs = epoch + 1
         if writer is not None:

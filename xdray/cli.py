@@ -6,6 +6,8 @@ Bad input (config, data, model files) prints one clear line and exits with code 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -137,13 +139,15 @@ def _needs_transfer(cfg: "ExperimentConfig") -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from xdray.config import config_to_dict
     from xdray.distill.trial import prepare, run_trial
 
     ctx = _context(args)
     teacher = _teacher(ctx)
     transfer = _transfer(ctx, teacher) if _needs_transfer(ctx.cfg) else None
     s = ctx.cfg.student
-    trial_dir = ctx.run_dir / "train" / f"E{s.embedding_dim}-H{s.hidden_size}-{s.init}"
+    plan = hashlib.sha256(json.dumps(config_to_dict(ctx.cfg.distill), sort_keys=True).encode()).hexdigest()[:6]
+    trial_dir = ctx.run_dir / "train" / f"E{s.embedding_dim}-H{s.hidden_size}-{s.init}-{plan}"
     td = prepare(ctx.cfg, teacher.path, transfer.path if transfer else None, ctx.data)
     final = run_trial(ctx.cfg, trial_dir, td)
     dev, teacher_f1 = final["dev"], teacher.metrics["dev"]["f1_mean"]

@@ -142,26 +142,6 @@ def main(args) -> int:
 # ----------------------------------------------------------------------------- bench train
 
 
-def _trial_data(teacher_dir: Path, transfer_path: Path):
-    """TrialData over a transfer set alone (no labelled splits needed to time LogitLoss)."""
-    from safetensors import safe_open
-    from transformers import AutoConfig, AutoTokenizer
-
-    from xdray.distill.trial import TrialData
-    from xdray.student import Vocabulary
-    from xdray.transfer_reader import TransferSet
-
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    with safe_open(str(teacher_dir / "model.safetensors"), "pt") as weights:
-        key = next(k for k in weights.keys() if k.endswith("word_embeddings.weight"))
-        embeddings = weights.get_tensor(key).float()
-    transfer = TransferSet(transfer_path)
-    td = TrialData(WIKIANN_LABELS, {}, tokenizer.pad_token_id, tokenizer, embeddings,
-                   AutoConfig.from_pretrained(teacher_dir).hidden_size, transfer)
-    td.vocab = Vocabulary.from_data([ids for _, _, ids, *_ in transfer.iter_rows("train", 0.0)], tokenizer)
-    return td
-
-
 def naive_epoch(student, td, max_length: int, batch_size: int, seed: int) -> tuple[float, int]:
     """A straightforward loop: everything in memory, padded to max_length, data-loader shuffle, the
     LSTM run over the padding (no packing). Returns (seconds, real tokens)."""
@@ -221,6 +201,7 @@ def xdray_epoch(student, td, cfg, batch_size: int) -> tuple[float, int]:
 def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, batch_size: int) -> dict:
     import torch
 
+    from xdray.distill.trial import prepare
     from xdray.student import BiLSTMStudent, StudentSpec
 
     sentences, langs, source = bench_sentences(n)
@@ -229,8 +210,8 @@ def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, b
         tmp = Path(tmp)
         teacher_dir = bench_teacher(tmp / "teacher", sentences, 128, 2)
         _, manifest, path = xdray_transfer(teacher_dir, sentences, langs, tmp / "run", -1, max_length, cores)
-        td = _trial_data(teacher_dir, path)
         cfg = config_from_dict({"name": "bench", "distill": {"heldout_fraction": 0.01}})
+        td = prepare(cfg, teacher_dir, path, None, labels=WIKIANN_LABELS)
         torch.set_num_threads(cores)
 
         def student():

@@ -62,19 +62,27 @@ class TrialData:
     vocab: Vocabulary = field(init=False)
 
 
-def prepare(cfg: ExperimentConfig, teacher_dir: Path, transfer_path: Path | None, data: LabelledData) -> TrialData:
+def teacher_word_embeddings(teacher_dir: Path) -> torch.Tensor:
+    """The teacher's fine-tuned word-embedding matrix (vocab, D), read from its safetensors."""
     from safetensors import safe_open
+
+    with safe_open(str(teacher_dir / "model.safetensors"), "pt") as weights:
+        key = next(k for k in weights.keys() if k.endswith("word_embeddings.weight"))
+        return weights.get_tensor(key).float()
+
+
+def prepare(cfg: ExperimentConfig, teacher_dir: Path, transfer_path: Path | None, data: LabelledData | None,
+            labels: tuple[str, ...] | None = None) -> TrialData:
+    """Encode the labelled splits (if any) with the teacher's tokenizer, open the transfer set, and
+    restrict the vocabulary to the pieces seen in the labelled train split and the transfer set."""
     from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    encoded = encode_splits(tokenizer, data, cfg.data.max_length)
-    teacher_cfg = AutoConfig.from_pretrained(teacher_dir)
-    with safe_open(str(teacher_dir / "model.safetensors"), "pt") as weights:
-        key = next(k for k in weights.keys() if k.endswith("word_embeddings.weight"))
-        embeddings = weights.get_tensor(key).float()
+    encoded = encode_splits(tokenizer, data, cfg.data.max_length) if data is not None else {}
     transfer = TransferSet(transfer_path) if transfer_path else None
-    td = TrialData(data.labels, encoded, tokenizer.pad_token_id, tokenizer, embeddings, teacher_cfg.hidden_size, transfer)
-    sequences = list(encoded["train"].input_ids)
+    td = TrialData(data.labels if data is not None else tuple(labels), encoded, tokenizer.pad_token_id, tokenizer,
+                   teacher_word_embeddings(teacher_dir), AutoConfig.from_pretrained(teacher_dir).hidden_size, transfer)
+    sequences = list(encoded["train"].input_ids) if encoded else []
     if transfer is not None:
         sequences += [ids for _, _, ids, *_ in transfer.iter_rows("train", 0.0)]
     td.vocab = Vocabulary.from_data(sequences, tokenizer)

@@ -130,11 +130,21 @@ def shard_name(uids: np.ndarray) -> str:
 
 
 def rows_digest(table: pa.Table) -> int:
-    """Order-independent hash of rows: sum of per-row sha256 mod 2**64 (equal rows, equal sum)."""
+    """Order-independent hash of rows: sum of per-row sha256 mod 2**64 (equal rows, equal sum).
+    Hashes the rows' raw bytes (uid, lang, ids, fp16 values), never Python objects."""
+    uids = table.column("uid").to_numpy()
+    langs = table.column("lang").to_pylist()
+    lists = []
+    for name in ("input_ids", "logits", "hidden"):
+        if name in table.column_names:
+            column = table.column(name).combine_chunks()
+            lists.append((column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)))
     total = 0
-    columns = [table.column(name).to_pylist() for name in table.column_names]
-    for row in zip(*columns):
-        total += int.from_bytes(hashlib.sha256(repr(row).encode()).digest()[:8], "little")
+    for i in range(table.num_rows):
+        digest = hashlib.sha256(uids[i].tobytes() + langs[i].encode())
+        for offsets, values in lists:
+            digest.update(values[offsets[i]:offsets[i + 1]].tobytes())
+        total += int.from_bytes(digest.digest()[:8], "little")
     return total % 2**64
 
 

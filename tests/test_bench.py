@@ -11,7 +11,7 @@ from conftest import REPO
 
 
 @pytest.mark.parametrize("args, keys", [
-    (["transfer", "--n", "120", "--hidden", "32", "--layers", "1"],
+    (["transfer", "--n", "120", "--hidden", "32", "--layers", "1", "--layer", "-1"],
      {"naive_seq_per_s", "xdray_seq_per_s", "speedup", "naive_bytes_per_token", "xdray_bytes_per_token", "n"}),
     (["train", "--n", "120", "--embedding-dim", "8", "--hidden-size", "8"],
      {"naive_tokens_per_s", "xdray_tokens_per_s", "speedup"}),

@@ -20,6 +20,7 @@ import pyarrow as pa
 from xdray.config import WIKIANN_LABELS, config_from_dict
 from xdray.data import synthetic
 from xdray.data.iob import read_iob_file
+from xdray.transfer import resolve_layer
 
 PANX = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "panx"
 BENCH_LANGUAGES = ("en", "de", "es", "ru", "ar", "hi", "el", "zh")
@@ -113,6 +114,7 @@ def bench_transfer(n: int, teacher: str | None, hidden: int, layers: int, layer:
     with tempfile.TemporaryDirectory(prefix="xdray-bench-") as tmp:
         tmp = Path(tmp)
         teacher_dir = Path(teacher) if teacher else bench_teacher(tmp / "teacher", sentences, hidden, layers)
+        layer = resolve_layer(layer, json.loads((teacher_dir / "config.json").read_text())["num_hidden_layers"])
         (tmp / "naive").mkdir()
         naive_s, naive_bytes, tokens = naive_transfer(teacher_dir, sentences, tmp / "naive", layer, max_length)
         xdray_s, manifest, path = xdray_transfer(teacher_dir, sentences, langs, tmp / "run", layer, max_length, cores)

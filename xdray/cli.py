@@ -136,7 +136,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _needs_transfer(cfg: "ExperimentConfig") -> bool:
-    return any(stage.loss in ("rep", "logit") for stage in cfg.distill.stages)
+    from xdray.distill.trial import TRANSFER_LOSSES
+
+    return any(stage.loss in TRANSFER_LOSSES for stage in cfg.distill.stages)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

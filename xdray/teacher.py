@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -166,17 +166,18 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket_
 
 
 @torch.inference_mode()
-def predict(model, input_ids: Sequence[np.ndarray], pad_id: int, batch_size: int = 128,
-            device: str | torch.device = "cpu") -> list[np.ndarray]:
-    """Argmax label ids per token for unpadded sequences (batched by length)."""
-    model.eval()
+def predict(logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], input_ids: Sequence[np.ndarray],
+            pad_id: int, batch_size: int = 128, device: str | torch.device = "cpu") -> list[np.ndarray]:
+    """Argmax label ids per token for unpadded sequences, batched by length.
+
+    logits_of(ids (B, T), mask (B, T) bool) -> logits (B, T, C): the teacher or a student.
+    """
     order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     out: list[np.ndarray | None] = [None] * len(input_ids)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         ids = pad_batch([input_ids[i] for i in idx], pad_id).to(device)
-        logits = model(input_ids=ids, attention_mask=(ids != pad_id).long()).logits  # (B, T, C)
-        best = logits.argmax(-1).cpu().numpy()
+        best = logits_of(ids, ids != pad_id).argmax(-1).cpu().numpy()
         for row, i in enumerate(idx):
             out[i] = best[row, :len(input_ids[i])]
     return out
@@ -185,7 +186,9 @@ def predict(model, input_ids: Sequence[np.ndarray], pad_id: int, batch_size: int
 def evaluate_teacher(model, encoded: Encoded, labels: Sequence[str], pad_id: int, batch_size: int = 128,
                      device: str | torch.device = "cpu") -> dict:
     """Entity F1 per language (first sub-tokens only), mean, std and micro."""
-    predictions = predict(model, encoded.input_ids, pad_id, batch_size, device)
+    model.eval()
+    predictions = predict(lambda ids, mask: model(input_ids=ids, attention_mask=mask.long()).logits,
+                          encoded.input_ids, pad_id, batch_size, device)
     return f1_report(encoded.labels, predictions, encoded.langs, labels)
 
 

@@ -28,7 +28,7 @@ from xdray.distill.losses import ce_loss, logit_loss, rep_loss
 from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr_lr
 from xdray.evaluate import count_parameters, f1_report
 from xdray.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
-from xdray.teacher import bucketed_batches, encode_splits, pad_batch
+from xdray.teacher import bucketed_batches, encode_splits, pad_batch, predict
 from xdray.transfer_reader import TransferSet
 
 log = logging.getLogger(__name__)
@@ -152,21 +152,12 @@ def loss_of(student: BiLSTMStudent, batch: Batch, sub: SubStage, pca) -> torch.T
 # ----------------------------------------------------------------------------- evaluation
 
 
-@torch.inference_mode()
 def evaluate(student: BiLSTMStudent, td: TrialData, split: str, batch_size: int = 256) -> dict:
     """Entity F1 per language on a labelled split (first sub-tokens only)."""
     student.eval()
     enc = td.encoded[split]
-    predictions: list[np.ndarray] = [None] * len(enc)  # type: ignore[list-item]
-    order = sorted(range(len(enc)), key=lambda i: len(enc.input_ids[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        ids = pad_batch([enc.input_ids[i] for i in idx], td.pad_id)
-        mask = ids != td.pad_id
-        _, logits = student(td.vocab.map(ids), mask.sum(1))
-        best = logits.argmax(-1).numpy()
-        for row, i in enumerate(idx):
-            predictions[i] = best[row, :len(enc.input_ids[i])]
+    predictions = predict(lambda ids, mask: student(td.vocab.map(ids), mask.sum(1))[1], enc.input_ids, td.pad_id,
+                          batch_size)
     return f1_report(enc.labels, predictions, enc.langs, td.labels)
 
 

@@ -487,3 +487,56 @@ def config_to_dict(cfg: Any) -> Any:
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+# ----------------------------------------------------------------------------- search spaces
+
+
+DOMAINS = ("grid_search", "choice", "uniform", "loguniform", "randint")
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    """One searched key: `values` for grid_search / choice, `(low, high)` bounds otherwise."""
+
+    key: str
+    domain: str
+    values: tuple
+
+
+def _check_trial_value(raw: Mapping[str, Any], key: str, value: Any, where: str) -> None:
+    """A trial's value goes through exactly the validation a `--set` override gets."""
+    try:
+        config_from_dict(apply_overrides(dict(raw), {key: value}), where)
+    except ConfigError as err:
+        detail = str(err).removeprefix(f"{where}: ").removeprefix(f"{key}: ")
+        raise ConfigError(f"{where}: {key}: value {value!r} is not valid for the experiment: {detail}") from None
+
+
+def load_space(path: str | Path, raw_config: Mapping[str, Any]) -> list[SpaceEntry]:
+    """Parse a search-space file (dotted config keys -> one Tune domain each) and check every value
+    it can produce against the experiment (`raw_config`: the experiment's YAML mapping)."""
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a non-empty mapping of config keys to domains, e.g. "
+                          "'student.hidden_size: {grid_search: [100, 200]}'")
+    entries = []
+    for key, spec in data.items():
+        where = f"{path}: {key}"
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DOMAINS:
+            raise ConfigError(f"{where}: expected exactly one of {', '.join(DOMAINS)}, got {spec!r}")
+        domain, values = next(iter(spec.items()))
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: {domain} needs a non-empty list, got {values!r}")
+        if domain not in ("grid_search", "choice"):
+            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                    or not values[0] < values[1]:
+                raise ConfigError(f"{where}: {domain} needs [low, high] with low < high, got {values!r}")
+            if domain == "loguniform" and values[0] <= 0:
+                raise ConfigError(f"{where}: loguniform needs low > 0, got {values[0]!r}")
+        probe = values if domain in ("grid_search", "choice") else [values[0], values[1] - (domain == "randint")]
+        for value in probe:
+            _check_trial_value(raw_config, str(key), value, str(path))
+        entries.append(SpaceEntry(str(key), domain, tuple(values)))
+    return entries

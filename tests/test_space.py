@@ -1,0 +1,54 @@
+import pytest
+import yaml
+
+from conftest import REPO
+from xdray.config import ConfigError, load_space, read_yaml
+from xdray.tuning import tune_param_space
+
+QUICK = read_yaml(REPO / "experiments" / "quickstart.yaml")
+
+
+def write(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_paper_grid_parses_and_maps_to_tune_domains():
+    entries = load_space(REPO / "experiments" / "spaces" / "paper_grid.yaml",
+                         read_yaml(REPO / "experiments" / "xtremedistil_wikiann.yaml"))
+    assert [(e.key, e.values) for e in entries] == [("student.embedding_dim", (50, 100, 200, 300)),
+                                                    ("student.hidden_size", (100, 200, 400, 600))]
+    space = tune_param_space(entries)
+    assert space["student.embedding_dim"] == {"grid_search": [50, 100, 200, 300]}
+
+
+def test_every_domain(tmp_path):
+    path = write(tmp_path, yaml.safe_dump({
+        "student.init": {"choice": ["svd", "random"]},
+        "student.dropout": {"uniform": [0.1, 0.4]},
+        "distill.heldout_fraction": {"loguniform": [0.01, 0.2]},
+        "student.hidden_size": {"randint": [16, 64]},
+    }))
+    space = tune_param_space(load_space(path, QUICK))
+    from ray.tune.search.sample import Categorical, Float, Integer
+    assert isinstance(space["student.init"], Categorical)
+    assert isinstance(space["student.dropout"], Float) and isinstance(space["student.hidden_size"], Integer)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("student.hiden_size: {grid_search: [1, 2]}\n", "student.hiden_size: value 1 is not valid"),
+    ("student.hidden_size: {grid_search: []}\n", "grid_search needs a non-empty list"),
+    ("student.hidden_size: {grid_search: [100, 0]}\n", "student.hidden_size: value 0 is not valid for the experiment: must be > 0"),
+    ("student.hidden_size: {grid: [1]}\n", "expected exactly one of grid_search"),
+    ("student.init: {choice: [svd, xavier]}\n", "value 'xavier' is not valid"),
+    ("student.dropout: {uniform: [0.5, 0.1]}\n", "needs [low, high] with low < high"),
+    ("distill.heldout_fraction: {loguniform: [0, 0.1]}\n", "loguniform needs low > 0"),
+    ("student.hidden_size: {grid_search: [100, 200]\n", "invalid YAML"),
+    ("", "expected a non-empty mapping"),
+])
+def test_bad_space_files_name_file_and_key(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_space(path, QUICK)
+    assert str(path) in str(err.value) and fragment in str(err.value)

@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from xdray.latency import compare, time_calls
+
+
+def stack(depth: int, width: int = 256) -> torch.nn.Module:
+    return torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(depth)]).eval()
+
+
+def test_time_calls_needs_twenty_runs():
+    with pytest.raises(ValueError, match="at least 20"):
+        time_calls(lambda: None, runs=5)
+
+
+def test_ordering_and_ratio_on_models_of_known_relative_cost():
+    torch.manual_seed(0)
+    small, large = stack(1), stack(16)
+    batch = torch.randn(64, 256)
+    before = torch.get_num_threads()
+    timings = compare({"small": small, "large": large}, [batch, batch], runs=20, threads=1)
+    assert timings["small"].median_ms < timings["large"].median_ms
+    ratio = timings["large"].median_ms / timings["small"].median_ms
+    assert ratio > 4, f"16 layers should cost several times 1 layer, measured {ratio:.1f}x"
+    assert timings["small"].p90_ms >= timings["small"].median_ms
+    assert torch.get_num_threads() == before, "the harness restores the thread count"

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from xdray.config import ExperimentConfig
-from xdray.data.sources import LabelledData, dataset_fingerprint, load_unlabelled
+from xdray.data.sources import LabelledData, dataset_fingerprint, load_unlabelled, sample_indices
 from xdray.errors import DataError, XdrayError
 from xdray.runtime import atomic_write_json, init_ray
 
@@ -175,11 +174,9 @@ class TeacherPredictor:
         """fp16 logits (len, C) and hidden states (len, D) per sequence."""
         import torch
 
-        width = max(len(x) for x in ids)
-        batch = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        for i, x in enumerate(ids):
-            batch[i, :len(x)] = x
-        tensor = torch.from_numpy(batch).to(self.device)
+        from xdray.teacher import pad_batch
+
+        tensor = pad_batch(ids, self.pad_id).to(self.device)  # (B, T)
         with torch.inference_mode():
             out = self.model(input_ids=tensor, attention_mask=(tensor != self.pad_id).long(),
                              output_hidden_states=self.plan.store_hidden)
@@ -241,10 +238,8 @@ def unlabelled_table(cfg: ExperimentConfig, labelled: LabelledData) -> tuple[pa.
     """Rows (uid, lang, tokens) with stable uids, capped at transfer.max_sentences; and their
     fingerprint."""
     ds = load_unlabelled(cfg, labelled)
-    cap = cfg.transfer.max_sentences
-    if cap and len(ds) > cap:
-        keep = sorted(random.Random(f"{cfg.seed}/transfer").sample(range(len(ds)), cap))
-        ds = ds.select(keep)
+    if cfg.transfer.max_sentences and len(ds) > cfg.transfer.max_sentences:
+        ds = ds.select(sample_indices(len(ds), cfg.transfer.max_sentences, cfg.seed, "transfer"))
     if len(ds) == 0:
         raise DataError("data.unlabelled: no sentences for the transfer set")
     table = ds.with_format("arrow")[:]
@@ -332,7 +327,7 @@ def pca_basis(cfg: ExperimentConfig, plan: Plan, rows: pa.Table, staging: Path) 
 
     init_ray(cfg.runtime)
     res = _resources(cfg)
-    take = sorted(random.Random(f"{cfg.seed}/pca").sample(range(rows.num_rows), min(PCA_SAMPLE_SENTENCES, rows.num_rows)))
+    take = sample_indices(rows.num_rows, PCA_SAMPLE_SENTENCES, cfg.seed, "pca")
     task = ray.remote(fit_pca).options(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"])
     basis = ray.get(task.remote(asdict(plan), rows.take(pa.array(take)), cfg.transfer.micro_batch,
                                 cfg.transfer.fp16, res["threads"]))

@@ -53,12 +53,17 @@ class LabelledData:
         return sorted(set(self.splits["train"]["lang"]))
 
 
+def sample_indices(n: int, limit: int, seed: int, tag: str) -> list[int]:
+    """Indices of a seeded subsample of `limit` out of `n`, in their original order (all of them
+    when limit is 0 or at least n). The same (seed, tag) always picks the same rows."""
+    if limit <= 0 or n <= limit:
+        return list(range(n))
+    return sorted(random.Random(f"{seed}/{tag}").sample(range(n), limit))
+
+
 def _cap(rows: list[Any], limit: int, seed: int, tag: str) -> list[Any]:
     """A seeded subsample of `limit` rows in their original order (all rows when limit is 0)."""
-    if limit <= 0 or len(rows) <= limit:
-        return rows
-    keep = sorted(random.Random(f"{seed}/{tag}").sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
+    return [rows[i] for i in sample_indices(len(rows), limit, seed, tag)]
 
 
 def _limit(cfg: LabelledConfig, split: str) -> int:

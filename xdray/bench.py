@@ -132,13 +132,17 @@ def bench_transfer(n: int, teacher: str | None, hidden: int, layers: int, layer:
     }
 
 
-def main(args) -> int:
-    result = bench_transfer(args.n, args.teacher, args.hidden, args.layers, args.layer, args.max_length)
-    if not args.json:
+def show(result: dict, json_only: bool) -> int:
+    """A readable table for people (unless --json), then the JSON object as the last line."""
+    if not json_only:
         for key, value in result.items():
             print(f"{key:>24}: {value}")
     print(json.dumps(result))
     return 0
+
+
+def main(args) -> int:
+    return show(bench_transfer(args.n, args.teacher, args.hidden, args.layers, args.layer, args.max_length), args.json)
 
 
 # ----------------------------------------------------------------------------- bench train
@@ -233,9 +237,4 @@ def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, b
 
 
 def main_train(args) -> int:
-    result = bench_train(args.n, args.embedding_dim, args.hidden_size, args.max_length, args.batch_size)
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}")
-    print(json.dumps(result))
-    return 0
+    return show(bench_train(args.n, args.embedding_dim, args.hidden_size, args.max_length, args.batch_size), args.json)

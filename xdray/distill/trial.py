@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from xdray.data.sources import LabelledData
 from xdray.distill.losses import ce_loss, logit_loss, rep_loss
 from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr_lr
 from xdray.evaluate import count_parameters, f1_report
+from xdray.runtime import publish_directory
 from xdray.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
 from xdray.teacher import bucketed_batches, encode_splits, pad_batch, predict
 from xdray.transfer_reader import TransferSet
@@ -237,9 +237,7 @@ def _save_checkpoint(directory: Path, student: BiLSTMStudent, state: dict) -> No
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(tmp / "student.safetensors"))
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    publish_directory(tmp, directory)
 
 
 def _load_checkpoint(directory: Path, student: BiLSTMStudent) -> dict | None:

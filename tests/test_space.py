@@ -15,11 +15,12 @@ def write(tmp_path, text):
 
 
 def test_paper_grid_parses_and_maps_to_tune_domains():
-    entries = load_space(REPO / "experiments" / "spaces" / "paper_grid.yaml",
-                         read_yaml(REPO / "experiments" / "xtremedistil_wikiann.yaml"))
-    assert [(e.key, e.values) for e in entries] == [("student.embedding_dim", (50, 100, 200, 300)),
-                                                    ("student.hidden_size", (100, 200, 400, 600))]
-    space = tune_param_space(entries)
+    space = load_space(REPO / "experiments" / "spaces" / "paper_grid.yaml",
+                       read_yaml(REPO / "experiments" / "xtremedistil_wikiann.yaml"))
+    assert [(e.key, e.values) for e in space.entries] == [("student.embedding_dim", (50, 100, 200, 300)),
+                                                          ("student.hidden_size", (100, 200, 400, 600))]
+    assert space.scheduler is None
+    space = tune_param_space(space.entries)
     assert space["student.embedding_dim"] == {"grid_search": [50, 100, 200, 300]}
 
 
@@ -30,7 +31,7 @@ def test_every_domain(tmp_path):
         "distill.heldout_fraction": {"loguniform": [0.01, 0.2]},
         "student.hidden_size": {"randint": [16, 64]},
     }))
-    space = tune_param_space(load_space(path, QUICK))
+    space = tune_param_space(load_space(path, QUICK).entries)
     from ray.tune.search.sample import Categorical, Float, Integer
     assert isinstance(space["student.init"], Categorical)
     assert isinstance(space["student.dropout"], Float) and isinstance(space["student.hidden_size"], Integer)
@@ -48,6 +49,35 @@ def test_every_domain(tmp_path):
     ("", "expected a non-empty mapping"),
 ])
 def test_bad_space_files_name_file_and_key(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_space(path, QUICK)
+    assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+def test_every_shipped_space_file_parses_against_its_experiment():
+    pairs = {"paper_grid": "xtremedistil_wikiann", "quickstart_grid": "quickstart", "panx_grid": "panx_local"}
+    for space_file in sorted((REPO / "experiments" / "spaces").glob("*.yaml")):
+        experiment = pairs.get(space_file.stem, "quickstart")
+        space = load_space(space_file, read_yaml(REPO / "experiments" / f"{experiment}.yaml"))
+        assert space.entries or space.scheduler, space_file
+
+
+def test_scheduler_entry(tmp_path):
+    path = write(tmp_path, "student.hidden_size: {grid_search: [16, 32]}\n"
+                           "scheduler: {type: asha, grace_period: 2, reduction_factor: 3}\n")
+    space = load_space(path, QUICK)
+    assert space.keys == ("student.hidden_size",)
+    assert (space.scheduler.type, space.scheduler.grace_period, space.scheduler.reduction_factor) == ("asha", 2, 3.0)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("scheduler: {type: hyperband}\n", "scheduler.type: expected 'asha', got 'hyperband'"),
+    ("scheduler: {grace_period: 0}\n", "scheduler.grace_period: must be >= 1"),
+    ("scheduler: {grace_periods: 2}\n", "scheduler.grace_periods: unknown key (did you mean 'scheduler.grace_period'?)"),
+    ("scheduler: asha\n", "scheduler: expected a mapping"),
+])
+def test_bad_scheduler_entries(tmp_path, text, fragment):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_space(path, QUICK)

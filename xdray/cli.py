@@ -1,4 +1,5 @@
-"""Command line: `xdray run|teacher|transfer|config CONFIG [--out DIR] [--set KEY=VALUE ...]`.
+"""Command line: `xdray run|teacher|transfer|train|tune|config CONFIG [--out DIR] [--set KEY=VALUE ...]`,
+`xdray report|export RUN_DIR`, `xdray predict --model DIR [FILE]`, `xdray bench ...`.
 
 Bad input (config, data, model files) prints one clear line and exits with code 2.
 """
@@ -41,8 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
                             ("teacher", "build or load, fine-tune, evaluate and save the teacher"),
                             ("transfer", "build the transfer set (teacher logits and hidden states) on Ray Data"),
                             ("train", "distil one student through the whole stage plan (no Tune)"),
+                            ("tune", "run the Ray Tune study over the search space, then the report"),
                             ("config", "validate an experiment file and print the resolved config")):
-        _common(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        _common(command)
+        if name == "tune":
+            command.add_argument("--space", metavar="FILE", help="search-space YAML (default: search.space)")
+            command.add_argument("--resume", action="store_true",
+                                 help="continue the interrupted Tune experiment in the run directory")
+    report = sub.add_parser("report", help="frontier table, Pareto set, plots and TensorBoard HParams of a run")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    export = sub.add_parser("export", help="export the recommended (or a chosen) student for serving")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--trial", metavar="ID", help="a trial id from frontier.csv (default: the recommended)")
+    predict = sub.add_parser("predict", help="tag whitespace-tokenised text, one sentence per line")
+    predict.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
+    predict.add_argument("input", nargs="?", default="-", metavar="FILE", help="input text (default: stdin)")
+    predict.add_argument("--format", choices=("conll", "json"), default="conll")
     bench = sub.add_parser("bench", help="benchmarks: xdray against the straightforward way, side by side")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     transfer = bench_sub.add_parser("transfer", help="transfer-set build: naive loop vs xdray's Ray Data pipeline")
@@ -161,11 +177,107 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Chain the stages that exist so far; each skips itself when its output is current."""
-    ctx = _context(args)
-    _transfer(ctx, _teacher(ctx))
+def _space(cfg: "ExperimentConfig", path: str | None):
+    from xdray.config import SearchSpace, config_to_dict, load_space
+
+    if path is None and cfg.search.space is None:
+        return SearchSpace()
+    return load_space(Path(path) if path else cfg.resolve_path(cfg.search.space), config_to_dict(cfg))
+
+
+def _tune(ctx: Context, space_file: str | None, resume: bool) -> int:
+    """Teacher and transfer set (cached), the Tune study, then latency and the report. Returns
+    the exit code: 1 when a trial failed after its retries."""
+    from xdray.runtime import progress_enabled
+    from xdray.tuning import run_study
+
+    space = _space(ctx.cfg, space_file)
+    teacher = _teacher(ctx)
+    transfer = _transfer(ctx, teacher) if _needs_transfer(ctx.cfg) else None
+    results = run_study(ctx.cfg, space, ctx.run_dir, teacher.path, transfer.path if transfer else None,
+                        resume=resume, progress=progress_enabled(ctx.cfg.runtime.progress))
+    failed = [r for r in results if r.status == "error"]
+    print(f"tune {ctx.run_dir / 'tune'}: {len(results)} trials, "
+          + ", ".join(f"{n} {status}" for status in ("done", "stopped", "error")
+                      if (n := sum(r.status == status for r in results))))
+    for r in failed:
+        print(f"  trial {r.key} failed: {(r.error or '').splitlines()[0] if r.error else ''}", file=sys.stderr)
+    if len(failed) == len(results):
+        raise XdrayError(f"every trial failed; see {ctx.run_dir / 'tune'} for the logs")
+    _report(ctx.cfg, ctx.run_dir, ctx.data, teacher.path)
+    return 1 if failed else 0
+
+
+def _report(cfg: "ExperimentConfig", run_dir: Path, data: "LabelledData", teacher_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from xdray.data.encode import encode_dataset
+    from xdray.latency import study_latency
+    from xdray.report import load_study, write_report
+    from xdray.tuning import read_index
+
+    keys = [t.key for t in read_index(run_dir) if t.status == "done"]
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    dev_ids = encode_dataset(tokenizer, data.splits["dev"], cfg.data.max_length, with_labels=False).input_ids
+    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev_ids, tokenizer.pad_token_id)
+    path, rows = write_report(load_study(run_dir, cfg, latency), run_dir)
+    best = next((r for r in rows if r["recommended"]), None)
+    print(f"report {path}: {len(rows)} frontier rows, {sum(r['pareto'] for r in rows)} on the Pareto front; "
+          + (f"recommended {best['trial_id']} (dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
+             f"compression {best['compression']:g}x)" if best else "no student meets report.min_retention"))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    return _tune(_context(args), args.space, args.resume)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from xdray.config import load_run_config
+    from xdray.data.sources import load_labelled
+
+    run_dir = Path(args.run_dir).resolve()
+    cfg = load_run_config(run_dir)
+    _report(cfg, run_dir, load_labelled(cfg), run_dir / "teacher")
     return 0
+
+
+def _export(run_dir: Path, trial: str | None) -> Path:
+    from xdray.export import export_student
+
+    path = export_student(run_dir, trial)
+    print(f"export {path}: try `xdray predict --model {path} FILE`")
+    return path
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _export(Path(args.run_dir).resolve(), args.trial)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from xdray.export import format_conll, format_json, read_sentences, tag
+
+    if args.input == "-":
+        sentences = list(read_sentences(sys.stdin))
+    else:
+        try:
+            with open(args.input, encoding="utf-8") as handle:
+                sentences = list(read_sentences(handle))
+        except (OSError, UnicodeDecodeError) as err:
+            raise XdrayError(f"{args.input}: cannot read: {err}") from None
+    tags = tag(Path(args.model), sentences)
+    sys.stdout.write((format_json if args.format == "json" else format_conll)(sentences, tags))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Every stage: teacher, transfer set, Tune study, latency, report, export of the recommended
+    student. Each skips itself when its output is current, so a rerun resumes."""
+    ctx = _context(args)
+    code = _tune(ctx, None, resume=False)
+    if json.loads((ctx.run_dir / "report" / "recommended.json").read_text())["trial_id"]:
+        _export(ctx.run_dir, None)
+    return code
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -175,8 +287,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "train": cmd_train, "config": cmd_config,
-    "bench": cmd_bench,
+    "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "train": cmd_train, "tune": cmd_tune,
+    "report": cmd_report, "export": cmd_export, "predict": cmd_predict, "config": cmd_config, "bench": cmd_bench,
 }
 
 

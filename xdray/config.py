@@ -270,8 +270,25 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """Serving-cost scenario for the report: every query is one sentence, served in batches of the
+    largest timed batch size on the device the latencies were measured on."""
+
+    users: int = 1_000_000
+    queries_per_user_per_day: float = 10.0
+    days: int = 365
+    price_per_hour: float = 3.0  # of the timed device (e.g. one GPU), in your currency
+
+    def __post_init__(self) -> None:
+        _positive(self, "users", "queries_per_user_per_day", "days")
+        require(self.price_per_hour >= 0, "price_per_hour", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class ReportConfig:
-    min_retention: float = 0.95
+    min_retention: float = 0.95  # of the teacher's dev F1, for the recommended student
+    recommend_by: Literal["size", "latency"] = "size"  # the smallest, or the fastest at the largest batch
+    cost: CostConfig = field(default_factory=CostConfig)
 
     def __post_init__(self) -> None:
         require(0 < self.min_retention <= 1, "min_retention", "must be in (0, 1]")
@@ -504,6 +521,30 @@ class SpaceEntry:
     values: tuple
 
 
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """An early-stopping scheduler over the trials (the space file's `scheduler:` entry)."""
+
+    type: Literal["asha"] = "asha"
+    metric: str = "dev_f1_mean"  # reported after every sub-stage
+    grace_period: int = 3  # sub-stages every trial runs before it may be stopped
+    reduction_factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        require(self.grace_period >= 1, "grace_period", "must be >= 1")
+        require(self.reduction_factor > 1, "reduction_factor", "must be > 1")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    entries: tuple[SpaceEntry, ...] = ()
+    scheduler: SchedulerConfig | None = None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(e.key for e in self.entries)
+
+
 def _check_trial_value(raw: Mapping[str, Any], key: str, value: Any, where: str) -> None:
     """A trial's value goes through exactly the validation a `--set` override gets."""
     try:
@@ -513,30 +554,55 @@ def _check_trial_value(raw: Mapping[str, Any], key: str, value: Any, where: str)
         raise ConfigError(f"{where}: {key}: value {value!r} is not valid for the experiment: {detail}") from None
 
 
-def load_space(path: str | Path, raw_config: Mapping[str, Any]) -> list[SpaceEntry]:
-    """Parse a search-space file (dotted config keys -> one Tune domain each) and check every value
-    it can produce against the experiment (`raw_config`: the experiment's YAML mapping)."""
+def _space_entry(path: Path, key: str, spec: Any, raw_config: Mapping[str, Any]) -> SpaceEntry:
+    where = f"{path}: {key}"
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DOMAINS:
+        raise ConfigError(f"{where}: expected exactly one of {', '.join(DOMAINS)}, got {spec!r}")
+    domain, values = next(iter(spec.items()))
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: {domain} needs a non-empty list, got {values!r}")
+    if domain not in ("grid_search", "choice"):
+        if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                or not values[0] < values[1]:
+            raise ConfigError(f"{where}: {domain} needs [low, high] with low < high, got {values!r}")
+        if domain == "loguniform" and values[0] <= 0:
+            raise ConfigError(f"{where}: loguniform needs low > 0, got {values[0]!r}")
+    probe = values if domain in ("grid_search", "choice") else [values[0], values[1] - (domain == "randint")]
+    for value in probe:
+        _check_trial_value(raw_config, key, value, str(path))
+    return SpaceEntry(key, domain, tuple(values))
+
+
+def _scheduler(path: Path, spec: Any) -> SchedulerConfig:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: scheduler: expected a mapping such as {{type: asha, grace_period: 3}}, "
+                          f"got {spec!r}")
+    try:
+        return _build(SchedulerConfig, spec, "scheduler")
+    except FieldError as err:
+        raise ConfigError(f"{path}: {err.key}: {err.message}") from None
+
+
+def load_space(path: str | Path, raw_config: Mapping[str, Any]) -> SearchSpace:
+    """Parse a search-space file (dotted config keys -> one Tune domain each, and an optional
+    `scheduler:` entry) and check every value it can produce against the experiment
+    (`raw_config`: the experiment's mapping)."""
     path = Path(path)
     data = read_yaml(path)
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{path}: expected a non-empty mapping of config keys to domains, e.g. "
                           "'student.hidden_size: {grid_search: [100, 200]}'")
-    entries = []
-    for key, spec in data.items():
-        where = f"{path}: {key}"
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DOMAINS:
-            raise ConfigError(f"{where}: expected exactly one of {', '.join(DOMAINS)}, got {spec!r}")
-        domain, values = next(iter(spec.items()))
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: {domain} needs a non-empty list, got {values!r}")
-        if domain not in ("grid_search", "choice"):
-            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-                    or not values[0] < values[1]:
-                raise ConfigError(f"{where}: {domain} needs [low, high] with low < high, got {values!r}")
-            if domain == "loguniform" and values[0] <= 0:
-                raise ConfigError(f"{where}: loguniform needs low > 0, got {values[0]!r}")
-        probe = values if domain in ("grid_search", "choice") else [values[0], values[1] - (domain == "randint")]
-        for value in probe:
-            _check_trial_value(raw_config, str(key), value, str(path))
-        entries.append(SpaceEntry(str(key), domain, tuple(values)))
-    return entries
+    scheduler = _scheduler(path, data.pop("scheduler")) if "scheduler" in data else None
+    entries = tuple(_space_entry(path, str(key), spec, raw_config) for key, spec in data.items())
+    return SearchSpace(entries, scheduler)
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a run saved (RUN/config.yaml), for commands that take a run directory."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; is {run_dir} a run directory (made by `xdray run`)?")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return config_from_dict(raw, str(path))

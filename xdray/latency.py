@@ -6,9 +6,11 @@ teacher and the student see the same cores; CUDA synchronised around each call o
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -57,3 +59,148 @@ def compare(models: dict[str, Callable[[object], object]], batches: Sequence[obj
         torch.set_num_threads(previous)
     return {name: Timing(statistics.median(t.median_ms for t in ts), statistics.median(t.p90_ms for t in ts), runs)
             for name, ts in per_model.items()}
+
+
+# ----------------------------------------------------------------------------- the study's latencies
+
+# mBERT-base's architecture: random weights time exactly like the real ones.
+MBERT_BASE = {"vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+              "intermediate_size": 3072, "max_position_embeddings": 512}
+BATCHES_PER_SIZE = 3
+INT8 = "+int8"
+
+
+def reference_teacher(name: str, num_labels: int):
+    """A randomly initialised token classifier with a named reference architecture."""
+    from transformers import BertConfig, BertForTokenClassification
+
+    if name != "mbert-base":
+        raise ValueError(f"unknown reference teacher {name!r}")
+    torch.manual_seed(0)
+    return BertForTokenClassification(BertConfig(**MBERT_BASE, num_labels=num_labels)).eval()
+
+
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of the LSTM and Linear layers (CPU inference), on a copy."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(module).eval(), {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+
+
+def state_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the serialised weights (what a deployment ships), int8 packing included."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def sample_batches(input_ids: Sequence, batch_sizes: Sequence[int], pad_id: int, seed: int
+                   ) -> dict[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """For each batch size, BATCHES_PER_SIZE batches of sentences drawn (seeded) from the data, so
+    every model is timed at the data's own lengths. Returns {size: [(ids, mask), ...]}."""
+    import numpy as np
+
+    from xdray.teacher import pad_batch
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for size in batch_sizes:
+        out[size] = []
+        for _ in range(BATCHES_PER_SIZE):
+            idx = rng.choice(len(input_ids), size=min(size, len(input_ids)), replace=False)
+            ids = pad_batch([input_ids[i] for i in idx], pad_id)
+            out[size].append((ids, ids != pad_id))
+    return out
+
+
+@dataclass(frozen=True)
+class LatencyRequest:
+    teacher_dir: str
+    students: dict  # name -> saved student directory
+    reference: str  # "none" or a reference architecture
+    batches: dict  # batch size -> [(ids, mask)]
+    runs: int
+    threads: int
+
+
+def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
+    """(name -> callable(batch), name -> parameter count) for every model of the request."""
+    from xdray.evaluate import count_parameters
+    from xdray.student import load_student
+    from xdray.teacher import load_token_classifier
+
+    teacher = load_token_classifier(request.teacher_dir).eval()
+    transformers = {"teacher": teacher}
+    if request.reference != "none":
+        transformers["reference"] = reference_teacher(request.reference, teacher.config.num_labels)
+    models, params = {}, {}
+    for name, model in transformers.items():
+        params[name] = count_parameters(model)
+        model = model.to(device).half() if device.startswith("cuda") else model
+        models[name] = lambda b, m=model: m(input_ids=b[0], attention_mask=b[1]).logits
+    for name, directory in request.students.items():
+        student, vocab, _, _ = load_student(Path(directory))
+        params[name] = count_parameters(student)
+        variants = {name: student.to(device)}
+        if device == "cpu":
+            variants[name + INT8] = quantize_int8(student)
+        for variant, model in variants.items():
+            models[variant] = lambda b, m=model, v=vocab: m(v.map(b[0].cpu()).to(b[0].device), b[1].sum(1))[1]
+    return models, params
+
+
+def measure(request: LatencyRequest) -> dict:
+    """Time every model of the request in this process on the same batches (runs in a Ray task
+    holding one trial's resources). Returns {"device", "threads", "params", "latency_ms":
+    {name: {batch size: median ms}}}."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models, params = _timed_models(request, device)
+    latency: dict[str, dict[str, float]] = {name: {} for name in models}
+    for size, batches in request.batches.items():
+        moved = [tuple(t.to(device) for t in batch) for batch in batches]
+        timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device)
+        for name, timing in timings.items():
+            latency[name][str(size)] = round(timing.median_ms, 4)
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "threads": request.threads,
+            "params": params, "latency_ms": latency}
+
+
+def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float) -> dict:
+    """`measure` in a Ray task with one trial's resources."""
+    import ray
+
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(measure)
+    return ray.get(task.remote(request))
+
+
+def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[str], dev_ids: Sequence,
+                  pad_id: int) -> dict:
+    """Time the teacher (and the reference), every finished student and its int8 variant, in one
+    Ray task with a trial's resources; cached in RUN/eval/latency.json for the same models and
+    settings."""
+    from xdray.runtime import atomic_write_json, init_ray
+
+    path = run_dir / "eval" / "latency.json"
+    students = {key: str(run_dir / "trials" / key / "student") for key in trial_keys}
+    settings = {"students": sorted(students), "batch_sizes": list(cfg.eval.batch_sizes), "runs": cfg.eval.latency_runs,
+                "reference": cfg.eval.reference_teacher, "cpus": cfg.search.cpus_per_trial,
+                "gpus": cfg.search.gpus_per_trial, "seed": cfg.seed}
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("settings") == settings:
+            return cached
+    init_ray(cfg.runtime)
+    request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
+                             sample_batches(dev_ids, cfg.eval.batch_sizes, pad_id, cfg.seed), cfg.eval.latency_runs,
+                             max(1, int(cfg.search.cpus_per_trial)))
+    result = {**measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial),
+              "settings": settings}
+    atomic_write_json(path, result)
+    return result

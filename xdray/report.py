@@ -1,8 +1,28 @@
-"""Frontier report. So far: Pareto selection and the recommended student (the rest: issue 5)."""
+"""Frontier report: one row per trial and per int8 variant, the Pareto set, the recommended
+student, plots in the style of the paper's figures, TensorBoard HParams, and a serving-cost estimate.
+
+RUN/report/ is built in a staging directory and published whole: frontier.csv, frontier.md,
+f1_vs_compression.png, f1_vs_speedup.png, recommended.json and tensorboard/ (an HParams session
+per row plus the plots as images, so `tensorboard --logdir RUN` compares the grid at a glance).
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
+
+from xdray.config import CostConfig, ExperimentConfig
+from xdray.runtime import atomic_write_json, publish_directory
+from xdray.tuning import TRIALS_DIR, TrialResult
+
+log = logging.getLogger(__name__)
+
+SHORT_KEYS = {"student.embedding_dim": "embedding_dim", "student.hidden_size": "hidden_size"}
 
 
 def pareto_front(points: Sequence[Mapping[str, float]], maximise: str, minimise: Sequence[str]) -> list[bool]:
@@ -17,7 +37,276 @@ def pareto_front(points: Sequence[Mapping[str, float]], maximise: str, minimise:
 
 
 def recommend(points: Sequence[Mapping[str, float]], min_retention: float, by: str = "params") -> int | None:
-    """Index of the smallest (or, with by="latency_ms", fastest) point whose retention meets
+    """Index of the smallest (or, with by="latency_ms_b<N>", fastest) point whose retention meets
     `min_retention`; None when none does."""
     eligible = [i for i, p in enumerate(points) if p["retention"] >= min_retention]
     return min(eligible, key=lambda i: (points[i][by], -points[i]["retention"])) if eligible else None
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+@dataclass
+class Study:
+    """What the report reads from a run directory."""
+
+    cfg: ExperimentConfig
+    teacher: dict  # RUN/teacher/metrics.json
+    trials: list[TrialResult]
+    latency: dict  # latency.measure() output
+    space_keys: list[str]
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return list(self.cfg.eval.batch_sizes)
+
+    @property
+    def has_reference(self) -> bool:
+        return "reference" in self.latency["params"]
+
+
+def _row(study: Study, trial: TrialResult, metrics: dict, int8: bool) -> dict:
+    name = trial.key + ("+int8" if int8 else "")
+    scores = metrics["int8"] if int8 else metrics
+    dev, teacher_dev = scores["dev"], study.teacher["dev"]
+    lat, params = study.latency["latency_ms"], study.latency["params"]
+    row = {"trial_id": name, **{SHORT_KEYS.get(k, k): v for k, v in trial.params.items()}}
+    row.setdefault("embedding_dim", study.cfg.student.embedding_dim)
+    row.setdefault("hidden_size", study.cfg.student.hidden_size)
+    size = scores["size_bytes"]
+    row.update(int8=int8, params=metrics["params"], size_mb=round(size / 2**20, 3),
+               compression=round(params["teacher"] / metrics["params"], 2))
+    if study.has_reference:
+        row["compression_ref"] = round(params["reference"] / metrics["params"], 2)
+    for b in study.batch_sizes:
+        mine = lat.get(name, {}).get(str(b))
+        row[f"latency_ms_b{b}"] = mine
+        row[f"speedup_b{b}"] = round(lat["teacher"][str(b)] / mine, 2) if mine else None
+        if study.has_reference:
+            row[f"speedup_ref_b{b}"] = round(lat["reference"][str(b)] / mine, 2) if mine else None
+    row.update(f1_mean=round(dev["f1_mean"], 4), f1_std=round(dev["f1_std"], 4), f1_micro=round(dev["f1_micro"], 4),
+               retention=round(dev["f1_mean"] / max(teacher_dev["f1_mean"], 1e-9), 4))
+    row.update({f"f1_{lang}": round(f1, 4) for lang, f1 in dev["per_language"].items()})
+    if "test" in scores:
+        row["test_f1_mean"] = round(scores["test"]["f1_mean"], 4)
+    return row
+
+
+def frontier_rows(study: Study, run_dir: Path) -> list[dict]:
+    """One row per finished trial and one per its int8 variant (where it was timed), with the
+    Pareto set (max dev F1; min size and latency at the largest batch) and the recommendation."""
+    rows = []
+    for trial in study.trials:
+        if trial.status != "done":
+            continue
+        metrics = json.loads((run_dir / TRIALS_DIR / trial.key / "metrics.json").read_text())
+        rows.append(_row(study, trial, metrics, int8=False))
+        if trial.key + "+int8" in study.latency["latency_ms"]:
+            rows.append(_row(study, trial, metrics, int8=True))
+    slowest = f"latency_ms_b{max(study.batch_sizes)}"
+    timed = [r for r in rows if r[slowest] is not None]
+    for row, on_front in zip(timed, pareto_front(timed, "f1_mean", ["size_mb", slowest])):
+        row["pareto"] = on_front
+    by = "params" if study.cfg.report.recommend_by == "size" else slowest
+    candidates = [r for r in rows if not r["int8"] and r[by] is not None]  # exportable fp32 students
+    best = recommend(candidates, study.cfg.report.min_retention, by)
+    chosen = candidates[best] if best is not None else None
+    for row in rows:
+        row.setdefault("pareto", False)
+        row["recommended"] = row is chosen
+    return rows
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def serving_cost(latency_ms: float, batch_size: int, cost: CostConfig) -> tuple[float, float]:
+    """(device hours, price) to serve users x queries/day x days sentences in batches."""
+    batches = cost.users * cost.queries_per_user_per_day * cost.days / batch_size
+    hours = batches * latency_ms / 3.6e6
+    return hours, hours * cost.price_per_hour
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def _table(rows: list[dict], columns: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return lines
+
+
+def markdown(study: Study, rows: list[dict]) -> str:
+    cfg, lat = study.cfg, study.latency
+    teacher_dev = study.teacher["dev"]
+    sizes = study.batch_sizes
+    lines = [f"# Frontier: {cfg.name}", "",
+             f"Teacher: dev F1 {teacher_dev['f1_mean']:.4f} (std {teacher_dev['f1_std']:.4f}), "
+             f"{lat['params']['teacher']:,} parameters, latency "
+             + ", ".join(f"{lat['latency_ms']['teacher'][str(b)]:.2f} ms at batch {b}" for b in sizes) + "."]
+    if study.has_reference:
+        lines.append(f"Reference ({cfg.eval.reference_teacher}, random weights, timed alike): "
+                     f"{lat['params']['reference']:,} parameters, latency "
+                     + ", ".join(f"{lat['latency_ms']['reference'][str(b)]:.2f} ms at batch {b}" for b in sizes) + ".")
+    lines += [f"Latency: median of {cfg.eval.latency_runs} runs after warm-up, {lat['device']}, "
+              f"{lat['threads']} thread(s), every model on the same batches in one process.", ""]
+    extra = [SHORT_KEYS.get(k, k) for k in study.space_keys if SHORT_KEYS.get(k, k) not in ("embedding_dim", "hidden_size")]
+    columns = ["trial_id", "embedding_dim", "hidden_size", *extra, "int8", "params", "size_mb", "compression"]
+    columns += ["compression_ref"] if study.has_reference else []
+    for b in sizes:
+        columns += [f"latency_ms_b{b}", f"speedup_b{b}"] + ([f"speedup_ref_b{b}"] if study.has_reference else [])
+    columns += ["f1_mean", "f1_std", "f1_micro", "retention", "pareto", "recommended"]
+    lines += _table(rows, columns) + [""]
+    best = next((r for r in rows if r["recommended"]), None)
+    if best is None:
+        lines.append(f"No student keeps {cfg.report.min_retention:.0%} of the teacher's dev F1: nothing recommended.")
+    else:
+        lines.append(f"Recommended ({'smallest' if cfg.report.recommend_by == 'size' else 'fastest'} student "
+                     f"keeping >= {cfg.report.min_retention:.0%} of the teacher's dev F1): **{best['trial_id']}**, "
+                     f"dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
+                     f"{best['compression']:g}x fewer parameters, {best[f'speedup_b{max(sizes)}']}x faster at "
+                     f"batch {max(sizes)}.")
+        langs = sorted(teacher_dev["per_language"])
+        lines += ["", "Per language (dev F1):", ""]
+        per = [{"model": "teacher", **{lang: round(teacher_dev["per_language"][lang], 4) for lang in langs}},
+               {"model": best["trial_id"], **{lang: best.get(f"f1_{lang}") for lang in langs}}]
+        lines += _table(per, ["model", *langs])
+    unfinished = [t for t in study.trials if t.status != "done"]
+    if unfinished:
+        lines += ["", "Trials without a result:", ""]
+        lines += [f"- {t.key} ({t.status}){': ' + t.error.splitlines()[0] if t.error else ''}" for t in unfinished]
+    lines += ["", *cost_section(study, best)]
+    return "\n".join(lines) + "\n"
+
+
+def cost_section(study: Study, best: dict | None) -> list[str]:
+    cost, b = study.cfg.report.cost, max(study.batch_sizes)
+    lines = ["## Serving cost (estimate)", "",
+             f"{cost.users:,} users x {cost.queries_per_user_per_day:g} sentences a day x {cost.days} days, "
+             f"batches of {b}, at {cost.price_per_hour:g} per device hour on the timed device "
+             f"({study.latency['device']}); set report.cost.* to your scenario.", ""]
+    models = [("teacher", study.latency["latency_ms"]["teacher"][str(b)])]
+    if study.has_reference:
+        models.append((study.cfg.eval.reference_teacher, study.latency["latency_ms"]["reference"][str(b)]))
+    if best is not None:
+        models.append((best["trial_id"], best[f"latency_ms_b{b}"]))
+    rows = []
+    for name, latency in models:
+        hours, price = serving_cost(latency, b, cost)
+        rows.append({"model": name, f"latency_ms_b{b}": latency, "device_hours": round(hours, 1), "cost": round(price)})
+    return lines + _table(rows, ["model", f"latency_ms_b{b}", "device_hours", "cost"])
+
+
+def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention: float, path: Path, title: str):
+    """Dev F1 against `x` (log scale), points labelled E-H, the teacher's F1 and the retention line,
+    and the front of points no other beats on both axes. Returns the figure (closed by the caller)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r.get(x)]
+    figure, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    for int8, marker, name in ((False, "o", "student"), (True, "^", "student, int8")):
+        group = [r for r in points if r["int8"] == int8]
+        if group:
+            ax.scatter([r[x] for r in group], [r["f1_mean"] for r in group], marker=marker, label=name, zorder=3)
+    fp32_x = {r["trial_id"]: r[x] for r in points if not r["int8"]}
+    for r in points:
+        if r["int8"] and fp32_x.get(r["trial_id"].removesuffix("+int8")) == r[x]:
+            continue  # it sits on its fp32 twin; the marker tells it apart
+        name = f"{r['embedding_dim']}-{r['hidden_size']}" + (" int8" if r["int8"] else "")
+        ax.annotate(name, (r[x], r["f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = [r for r, keep in zip(points, pareto_front([{"f1": r["f1_mean"], "neg": -r[x]} for r in points],
+                                                        "f1", ["neg"])) if keep]
+    front.sort(key=lambda r: r[x])
+    if front:
+        ax.plot([r[x] for r in front], [r["f1_mean"] for r in front], "--", color="gray", label="Pareto front")
+    ax.axhline(teacher_f1, color="black", linewidth=1, label=f"teacher F1 {teacher_f1:.3f}")
+    ax.axhline(min_retention * teacher_f1, color="red", linewidth=1, linestyle=":",
+               label=f"{min_retention:.0%} of teacher")
+    if points:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(label)
+    ax.set_ylabel("dev F1 (mean over languages)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+    return figure
+
+
+def write_tensorboard(rows: list[dict], figures: dict, text: str, directory: Path, space_keys: list[str]) -> None:
+    """An HParams session per row (searched keys + int8 vs F1, params, compression, speedups) and
+    the plots and the table under report/."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    hp_names = ["embedding_dim", "hidden_size", *[SHORT_KEYS.get(k, k) for k in space_keys], "int8"]
+    metric_names = [k for k in rows[0] if k in ("f1_mean", "f1_std", "f1_micro", "retention", "params", "size_mb",
+                                                "compression", "compression_ref", "test_f1_mean")
+                    or k.startswith(("speedup", "latency_ms"))] if rows else []
+    for row in rows:
+        hp = {k: row[k] for k in dict.fromkeys(hp_names) if k in row}
+        metrics = {f"hparam/{k}": float(row[k]) for k in metric_names if row.get(k) is not None}
+        with SummaryWriter(str(directory / "hparams" / row["trial_id"].replace("+", "-"))) as writer:
+            for summary in hparams(hp, metrics):
+                writer.file_writer.add_summary(summary)
+            for k, v in metrics.items():
+                writer.add_scalar(k, v)
+    with SummaryWriter(str(directory / "frontier")) as writer:
+        for name, figure in figures.items():
+            writer.add_figure(f"frontier/{name}", figure, close=True)
+        writer.add_text("frontier/table", text)
+
+
+def write_report(study: Study, run_dir: Path) -> tuple[Path, list[dict]]:
+    """Build RUN/report/ in a staging directory and publish it; returns (path, rows)."""
+    rows = frontier_rows(study, run_dir)
+    final = run_dir / "report"
+    staging = run_dir / "report.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_csv(rows, staging / "frontier.csv")
+    text = markdown(study, rows)
+    (staging / "frontier.md").write_text(text, encoding="utf-8")
+    teacher_f1, keep = study.teacher["dev"]["f1_mean"], study.cfg.report.min_retention
+    b = max(study.batch_sizes)
+    figures = {"f1_vs_compression": plot(rows, "compression", "compression (teacher params / student params)",
+                                         teacher_f1, keep, staging / "f1_vs_compression.png",
+                                         f"{study.cfg.name}: F1 vs compression"),
+               "f1_vs_speedup": plot(rows, f"speedup_b{b}", f"speedup at batch {b} (teacher / student latency)",
+                                     teacher_f1, keep, staging / "f1_vs_speedup.png",
+                                     f"{study.cfg.name}: F1 vs speedup at batch {b}")}
+    write_tensorboard(rows, figures, text, staging / "tensorboard", study.space_keys)
+    best = next((r for r in rows if r["recommended"]), None)
+    atomic_write_json(staging / "recommended.json", {"trial_id": best["trial_id"] if best else None, "row": best})
+    publish_directory(staging, final)
+    return final, rows
+
+
+def load_study(run_dir: Path, cfg: ExperimentConfig, latency: dict) -> Study:
+    from xdray.tuning import read_index
+
+    teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    index = json.loads((run_dir / TRIALS_DIR / "index.json").read_text())
+    return Study(cfg, teacher, read_index(run_dir), latency, index["space"])

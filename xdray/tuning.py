@@ -1,14 +1,38 @@
-"""Ray Tune edge of xdray. So far: search-space entries (parsed and validated by
-`xdray.config.load_space`) to ray.tune domains; the Tuner driver follows (issue 5)."""
+"""Ray Tune driver: one trial per point of the search space, each running the whole stage plan.
+
+Every trial writes its outputs to RUN/trials/<key>/, where the key names the student's shape and
+a hash of every setting that changes its training. A finished trial (metrics.json present)
+returns at once, so re-running an experiment only trains what is missing. Each finished sub-stage
+is reported to Tune with the trial's checkpoint; a failed trial is retried from that checkpoint
+(`search.max_failures`), and `xdray tune --resume` continues an interrupted experiment with
+`Tuner.restore`. Tune's own records live in RUN/tune/; RUN/trials/index.json lists the trials of
+the latest study for the report.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from xdray.config import SpaceEntry
+from xdray.config import (ExperimentConfig, SchedulerConfig, SearchSpace, SpaceEntry, apply_overrides,
+                          config_from_dict, config_to_dict)
+from xdray.errors import XdrayError
+from xdray.runtime import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+TRIALS_DIR, TUNE_DIR, INDEX_FILE = "trials", "tune", "index.json"
+# Config sections that decide what a trial trains; the rest (search, eval, report, runtime) do not.
+TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
 
 
-def tune_param_space(entries: list[SpaceEntry]) -> dict[str, Any]:
+def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict[str, Any]:
     """Search-space entries -> a Tuner param_space of ray.tune domains on dotted keys."""
     from ray import tune
 
@@ -20,3 +44,179 @@ def tune_param_space(entries: list[SpaceEntry]) -> dict[str, Any]:
         "randint": lambda v: tune.randint(*v),
     }
     return {entry.key: build[entry.domain](entry.values) for entry in entries}
+
+
+def trial_config(base: dict, params: dict) -> ExperimentConfig:
+    """The experiment (as config_to_dict gives it) with one trial's values applied."""
+    return config_from_dict(apply_overrides(base, params), "trial")
+
+
+def trial_key(cfg: ExperimentConfig) -> str:
+    """E<dim>-H<hidden>-<hash of every training setting>: stable across runs and machines."""
+    settings = {name: config_to_dict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"E{cfg.student.embedding_dim}-H{cfg.student.hidden_size}-{digest}"
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """What every trial needs from the driver (small, so it travels with the trainable)."""
+
+    base: dict
+    run_dir: str
+    teacher_dir: str
+    transfer_path: str | None
+
+
+# ----------------------------------------------------------------------------- the trainable
+
+
+def _progress(state_dir: Path) -> int:
+    state = state_dir / "state.json"
+    return json.loads(state.read_text())["done"] if state.exists() else 0
+
+
+def _restore_from_tune(checkpoint, local: Path) -> None:
+    """Take Tune's checkpoint when it is further along than the trial's own (another node, or
+    storage that outlived the local disk)."""
+    if checkpoint is None:
+        return
+    from xdray.runtime import publish_directory
+
+    with checkpoint.as_directory() as path:
+        if _progress(Path(path)) > _progress(local):
+            staging = local.with_name(local.name + ".restore")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(path, staging)
+            publish_directory(staging, local)
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+
+
+def run_one(params: dict, inputs: StudyInputs) -> None:
+    """Tune's function trainable: train (or resume, or just re-report) one grid point."""
+    import torch
+    from ray import tune
+
+    from xdray.data.sources import load_labelled
+    from xdray.distill.schedule import expand
+    from xdray.distill.trial import prepare, run_trial
+    from xdray.runtime import seed_everything
+
+    cfg = trial_config(inputs.base, params)
+    # The driver has already reported these once; every trial would repeat them.
+    logging.getLogger("xdray.data.encode").setLevel(logging.ERROR)
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    torch.set_num_threads(max(1, int(cfg.search.cpus_per_trial)))
+    seed_everything(cfg.seed)
+    key = trial_key(cfg)
+    trial_dir = Path(inputs.run_dir) / TRIALS_DIR / key
+    substages = len(expand(cfg.distill.stages))
+    if not (trial_dir / "metrics.json").exists():
+        _restore_from_tune(tune.get_checkpoint(), trial_dir / "checkpoint")
+        transfer = Path(inputs.transfer_path) if inputs.transfer_path else None
+        td = prepare(cfg, Path(inputs.teacher_dir), transfer, load_labelled(cfg))
+
+        def report(metrics: dict) -> None:
+            checkpoint = tune.Checkpoint.from_directory(str(trial_dir / "checkpoint"))
+            tune.report({**_scalars(metrics), "trial_key": key, "done": False}, checkpoint=checkpoint)
+
+        run_trial(cfg, trial_dir, td, report=report)
+    final = json.loads((trial_dir / "metrics.json").read_text())
+    tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
+                 "dev_f1_mean": final["dev"]["f1_mean"], "params": final["params"]})
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def _trial_name(trial) -> str:
+    short = {"student.embedding_dim": "E", "student.hidden_size": "H"}
+    parts = [f"{short.get(k, k.split('.')[-1])}{'' if k in short else '='}{v}" for k, v in sorted(trial.config.items())]
+    return "-".join(parts) or "trial"
+
+
+def _scheduler(spec: SchedulerConfig | None, substages: int):
+    if spec is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="substage_index", metric=spec.metric, mode="max", max_t=substages,
+                         grace_period=min(spec.grace_period, substages), reduction_factor=spec.reduction_factor)
+
+
+def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
+    from ray import tune
+
+    resources = {"cpu": cfg.search.cpus_per_trial, "gpu": cfg.search.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(run_one, inputs=inputs), resources)
+
+
+def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int):
+    from ray import tune
+
+    from xdray.distill.schedule import expand
+
+    run_config = tune.RunConfig(
+        name=TUNE_DIR, storage_path=inputs.run_dir, verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+    tune_config = tune.TuneConfig(
+        max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
+        trial_dirname_creator=lambda trial: f"{_trial_name(trial)}-{trial.trial_id}", scheduler=_scheduler(space.scheduler, len(expand(cfg.distill.stages))))
+    return tune.Tuner(_trainable(cfg, inputs), param_space=tune_param_space(space.entries),
+                      tune_config=tune_config, run_config=run_config)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    key: str
+    params: dict
+    status: str  # done | stopped | error
+    error: str | None = None
+
+
+def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
+              transfer_path: Path | None, resume: bool = False, progress: bool = False) -> list[TrialResult]:
+    """Run (or, with resume, continue) the Tune experiment; returns one result per trial and
+    writes RUN/trials/index.json."""
+    from ray import tune
+
+    from xdray.runtime import init_ray
+
+    # Tune snapshots its state at every reported checkpoint; with short sub-stages it warns each time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    init_ray(cfg.runtime)
+    base = config_to_dict(cfg)
+    inputs = StudyInputs(base, str(run_dir), str(teacher_dir), str(transfer_path) if transfer_path else None)
+    experiment = run_dir / TUNE_DIR
+    if resume:
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise XdrayError(f"{experiment}: no Tune experiment to resume; run without --resume to start one")
+        tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(cfg, inputs), resume_errored=True)
+    else:
+        shutil.rmtree(experiment, ignore_errors=True)  # Tune's records only: finished trials live in trials/
+        tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0)
+    grid = tuner.fit()
+    results = [_result(base, r) for r in grid]
+    atomic_write_json(run_dir / TRIALS_DIR / INDEX_FILE,
+                      {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
+    return results
+
+
+def _result(base: dict, result) -> TrialResult:
+    params = {k: v for k, v in (result.config or {}).items()}
+    key = trial_key(trial_config(base, params))
+    if result.error is not None:
+        return TrialResult(key, params, "error", f"{type(result.error).__name__}: {result.error}"[:2000])
+    done = bool((result.metrics or {}).get("done"))
+    return TrialResult(key, params, "done" if done else "stopped")
+
+
+def read_index(run_dir: Path) -> list[TrialResult]:
+    path = run_dir / TRIALS_DIR / INDEX_FILE
+    if not path.exists():
+        raise XdrayError(f"{path}: no trials yet; run `xdray tune` (or `xdray run`) first")
+    return [TrialResult(**t) for t in json.loads(path.read_text())["trials"]]

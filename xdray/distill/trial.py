@@ -26,6 +26,7 @@ from xdray.data.sources import LabelledData
 from xdray.distill.losses import ce_loss, logit_loss, rep_loss
 from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr_lr
 from xdray.evaluate import count_parameters, f1_report
+from xdray.latency import quantize_int8, state_bytes
 from xdray.runtime import publish_directory
 from xdray.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
 from xdray.teacher import bucketed_batches, encode_splits, pad_batch, predict
@@ -249,6 +250,15 @@ def _load_checkpoint(directory: Path, student: BiLSTMStudent) -> dict | None:
     return json.loads((directory / "state.json").read_text())
 
 
+def int8_metrics(student: BiLSTMStudent, td: TrialData) -> dict:
+    """F1 and size of the student after dynamic int8 quantisation: a frontier point of its own."""
+    quantized = quantize_int8(student)
+    out = {"dev": evaluate(quantized, td, "dev"), "size_bytes": state_bytes(quantized)}
+    if "test" in td.encoded:
+        out["test"] = evaluate(quantized, td, "test")
+    return out
+
+
 def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Report | None = None,
               tensorboard: bool = True) -> dict:
     """The whole plan for one student; resumes after the last finished sub-stage in trial_dir."""
@@ -283,8 +293,10 @@ def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Rep
              "history": state["history"], "wall_time_s": round(time.time() - started, 1)}
     if "test" in td.encoded:
         final["test"] = evaluate(student, td, "test")  # once, for the dev-selected model
+    final.update(size_bytes=state_bytes(student), int8=int8_metrics(student, td))
     save_student(trial_dir / "student", student, td.vocab, td.labels, td.tokenizer,
-                 extra={"student_config": {"embedding_dim": cfg.student.embedding_dim,
+                 extra={"max_length": cfg.data.max_length,
+                        "student_config": {"embedding_dim": cfg.student.embedding_dim,
                                            "hidden_size": cfg.student.hidden_size, "init": cfg.student.init}})
     (trial_dir / "metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
     return final

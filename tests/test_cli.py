@@ -11,9 +11,9 @@ import yaml
 from conftest import REPO, tiny_raw
 
 
-def xdray(*args, env=None, cwd=None):
+def xdray(*args, env=None, cwd=None, input_text=None):
     return subprocess.run([sys.executable, "-m", "xdray", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=600)
+                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=600, input=input_text)
 
 
 def test_config_prints_the_resolved_config():
@@ -62,7 +62,34 @@ def test_teacher_command_trains_then_skips(tmp_path, write_experiment, ray_local
     assert "dev F1 mean" in first.stdout and "(cached)" not in first.stdout
     assert yaml.safe_load((run / "config.yaml").read_text())["name"] == "tiny"
     metrics = json.loads((run / "teacher" / "metrics.json").read_text())
-    second = xdray("run", path, "--out", run, env={"RAY_ADDRESS": address})
+    second = xdray("transfer", path, "--out", run, env={"RAY_ADDRESS": address})
     assert second.returncode == 0, second.stderr[-3000:]
     assert "(cached)" in second.stdout
     assert json.loads((run / "teacher" / "metrics.json").read_text()) == metrics
+
+
+@pytest.mark.slow
+def test_quickstart_runs_end_to_end(tmp_path, ray_local):
+    """The README's main command: every stage of experiments/quickstart.yaml, then predict."""
+    import csv
+
+    address = ray_local.get_runtime_context().gcs_address
+    run = tmp_path / "quickstart"
+    result = xdray("run", "experiments/quickstart.yaml", "--out", run, env={"RAY_ADDRESS": address})
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "4 trials, 4 done" in result.stdout
+    report = run / "report"
+    with (report / "frontier.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["embedding_dim"], r["hidden_size"]) for r in rows} == {("32", "32"), ("32", "64"), ("64", "32"),
+                                                                     ("64", "64")}
+    assert len(rows) == 8 and all(float(r["compression"]) > 1 for r in rows)
+    for name in ("frontier.md", "f1_vs_compression.png", "f1_vs_speedup.png"):
+        assert (report / name).stat().st_size > 0
+    assert len(list((report / "tensorboard" / "hparams").iterdir())) == 8
+    chosen = json.loads((report / "recommended.json").read_text())["trial_id"]
+    assert chosen, "the quickstart's students keep 95% of its teacher"
+    exported = run / "export" / chosen
+    tagged = xdray("predict", "--model", exported, "--format", "json", input_text="Anna Schmidt lebt in Berlin\n")
+    assert tagged.returncode == 0, tagged.stderr
+    assert json.loads(tagged.stdout)["tokens"] == ["Anna", "Schmidt", "lebt", "in", "Berlin"]

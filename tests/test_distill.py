@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_raw
 from xdray.config import StageConfig, load_experiment
 from xdray.data.encode import IGNORE_INDEX
 from xdray.distill.losses import ce_loss, logit_loss, masked_mse, rep_loss

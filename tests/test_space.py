@@ -82,3 +82,16 @@ def test_bad_scheduler_entries(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as err:
         load_space(path, QUICK)
     assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+def test_asha_scheduler_counts_sub_stages():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from xdray.config import SchedulerConfig
+    from xdray.tuning import _scheduler
+
+    scheduler = _scheduler(SchedulerConfig(grace_period=20, reduction_factor=3), substages=9)
+    assert isinstance(scheduler, ASHAScheduler)
+    assert scheduler._time_attr == "substage_index" and scheduler._max_t == 9
+    assert scheduler.metric == "dev_f1_mean" and scheduler._mode == "max" and scheduler._reduction_factor == 3
+    assert _scheduler(None, substages=9) is None

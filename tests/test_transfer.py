@@ -197,7 +197,6 @@ def test_batches_cover_train_once_shuffled_and_bucketed(built):
     assert [b.uid.tolist() for b in epoch(0)] == [b.uid.tolist() for b in first], "same seed and epoch, same order"
     assert train != [u for b in epoch(1) for u in b.uid.tolist()], "another epoch, another order"
     batch = first[0]
-    lengths = batch.mask.sum(1)
     assert batch.input_ids.shape == batch.mask.shape and batch.logits.shape[:2] == batch.mask.shape
     assert batch.hidden.shape[-1] == 32 and (batch.input_ids[~batch.mask] == 0).all()
     padding = sum(int(b.mask.numel() - b.mask.sum()) for b in first) / sum(b.tokens for b in first)

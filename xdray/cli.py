@@ -151,19 +151,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _needs_transfer(cfg: "ExperimentConfig") -> bool:
-    from xdray.distill.trial import TRANSFER_LOSSES
-
-    return any(stage.loss in TRANSFER_LOSSES for stage in cfg.distill.stages)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from xdray.config import config_to_dict
     from xdray.distill.trial import prepare, run_trial
+    from xdray.tuning import needs_transfer
 
     ctx = _context(args)
     teacher = _teacher(ctx)
-    transfer = _transfer(ctx, teacher) if _needs_transfer(ctx.cfg) else None
+    transfer = _transfer(ctx, teacher) if needs_transfer(ctx.cfg) else None
     s = ctx.cfg.student
     plan = hashlib.sha256(json.dumps(config_to_dict(ctx.cfg.distill), sort_keys=True).encode()).hexdigest()[:6]
     trial_dir = ctx.run_dir / "train" / f"E{s.embedding_dim}-H{s.hidden_size}-{s.init}-{plan}"
@@ -189,12 +184,14 @@ def _tune(ctx: Context, space_file: str | None, resume: bool) -> int:
     """Teacher and transfer set (cached), the Tune study, then latency and the report. Returns
     the exit code: 1 when a trial failed after its retries."""
     from xdray.runtime import progress_enabled
-    from xdray.tuning import run_study
+    from xdray.tuning import needs_transfer, run_study, transfer_key, transfer_variants
 
     space = _space(ctx.cfg, space_file)
+    variants = transfer_variants(ctx.cfg, space)
     teacher = _teacher(ctx)
-    transfer = _transfer(ctx, teacher) if _needs_transfer(ctx.cfg) else None
-    results = run_study(ctx.cfg, space, ctx.run_dir, teacher.path, transfer.path if transfer else None,
+    transfers = {transfer_key(v): _transfer(Context(v, ctx.run_dir, ctx.data), teacher).path
+                 for v in variants if needs_transfer(v) or "distill.stages" in space.keys}
+    results = run_study(ctx.cfg, space, ctx.run_dir, teacher.path, transfers,
                         resume=resume, progress=progress_enabled(ctx.cfg.runtime.progress))
     failed = [r for r in results if r.status == "error"]
     print(f"tune {ctx.run_dir / 'tune'}: {len(results)} trials, "

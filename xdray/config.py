@@ -539,6 +539,7 @@ class SchedulerConfig:
 class SearchSpace:
     entries: tuple[SpaceEntry, ...] = ()
     scheduler: SchedulerConfig | None = None
+    path: str = "<no search space>"
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -594,7 +595,7 @@ def load_space(path: str | Path, raw_config: Mapping[str, Any]) -> SearchSpace:
                           "'student.hidden_size: {grid_search: [100, 200]}'")
     scheduler = _scheduler(path, data.pop("scheduler")) if "scheduler" in data else None
     entries = tuple(_space_entry(path, str(key), spec, raw_config) for key, spec in data.items())
-    return SearchSpace(entries, scheduler)
+    return SearchSpace(entries, scheduler, str(path))
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:

@@ -89,7 +89,8 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(copy.deepcopy(module).eval(), {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(copy.deepcopy(module).cpu().eval(), {torch.nn.LSTM, torch.nn.Linear},
+                                dtype=torch.qint8)
 
 
 def state_bytes(module: torch.nn.Module) -> int:

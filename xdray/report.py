@@ -18,11 +18,9 @@ from typing import Mapping, Sequence
 
 from xdray.config import CostConfig, ExperimentConfig
 from xdray.runtime import atomic_write_json, publish_directory
-from xdray.tuning import TRIALS_DIR, TrialResult
+from xdray.tuning import TRIALS_DIR, TrialResult, describe, short_name
 
 log = logging.getLogger(__name__)
-
-SHORT_KEYS = {"student.embedding_dim": "embedding_dim", "student.hidden_size": "hidden_size"}
 
 
 def pareto_front(points: Sequence[Mapping[str, float]], maximise: str, minimise: Sequence[str]) -> list[bool]:
@@ -65,25 +63,30 @@ class Study:
         return "reference" in self.latency["params"]
 
 
+def _ratio(numerator: float, denominator: float | None) -> float | None:
+    """numerator / denominator to 4 significant figures (None where nothing was measured)."""
+    return float(f"{numerator / denominator:.4g}") if denominator else None
+
+
 def _row(study: Study, trial: TrialResult, metrics: dict, int8: bool) -> dict:
     name = trial.key + ("+int8" if int8 else "")
     scores = metrics["int8"] if int8 else metrics
     dev, teacher_dev = scores["dev"], study.teacher["dev"]
     lat, params = study.latency["latency_ms"], study.latency["params"]
-    row = {"trial_id": name, **{SHORT_KEYS.get(k, k): v for k, v in trial.params.items()}}
+    row = {"trial_id": name, **{short_name(k): describe(v) for k, v in trial.params.items()}}
     row.setdefault("embedding_dim", study.cfg.student.embedding_dim)
     row.setdefault("hidden_size", study.cfg.student.hidden_size)
     size = scores["size_bytes"]
     row.update(int8=int8, params=metrics["params"], size_mb=round(size / 2**20, 3),
-               compression=round(params["teacher"] / metrics["params"], 2))
+               compression=_ratio(params["teacher"], metrics["params"]))
     if study.has_reference:
-        row["compression_ref"] = round(params["reference"] / metrics["params"], 2)
+        row["compression_ref"] = _ratio(params["reference"], metrics["params"])
     for b in study.batch_sizes:
         mine = lat.get(name, {}).get(str(b))
         row[f"latency_ms_b{b}"] = mine
-        row[f"speedup_b{b}"] = round(lat["teacher"][str(b)] / mine, 2) if mine else None
+        row[f"speedup_b{b}"] = _ratio(lat["teacher"][str(b)], mine)
         if study.has_reference:
-            row[f"speedup_ref_b{b}"] = round(lat["reference"][str(b)] / mine, 2) if mine else None
+            row[f"speedup_ref_b{b}"] = _ratio(lat["reference"][str(b)], mine)
     row.update(f1_mean=round(dev["f1_mean"], 4), f1_std=round(dev["f1_std"], 4), f1_micro=round(dev["f1_micro"], 4),
                retention=round(dev["f1_mean"] / max(teacher_dev["f1_mean"], 1e-9), 4))
     row.update({f"f1_{lang}": round(f1, 4) for lang, f1 in dev["per_language"].items()})
@@ -165,7 +168,7 @@ def markdown(study: Study, rows: list[dict]) -> str:
                      + ", ".join(f"{lat['latency_ms']['reference'][str(b)]:.2f} ms at batch {b}" for b in sizes) + ".")
     lines += [f"Latency: median of {cfg.eval.latency_runs} runs after warm-up, {lat['device']}, "
               f"{lat['threads']} thread(s), every model on the same batches in one process.", ""]
-    extra = [SHORT_KEYS.get(k, k) for k in study.space_keys if SHORT_KEYS.get(k, k) not in ("embedding_dim", "hidden_size")]
+    extra = [short_name(k) for k in study.space_keys if short_name(k) not in ("embedding_dim", "hidden_size")]
     columns = ["trial_id", "embedding_dim", "hidden_size", *extra, "int8", "params", "size_mb", "compression"]
     columns += ["compression_ref"] if study.has_reference else []
     for b in sizes:
@@ -261,7 +264,7 @@ def write_tensorboard(rows: list[dict], figures: dict, text: str, directory: Pat
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    hp_names = ["embedding_dim", "hidden_size", *[SHORT_KEYS.get(k, k) for k in space_keys], "int8"]
+    hp_names = ["embedding_dim", "hidden_size", *[short_name(k) for k in space_keys], "int8"]
     metric_names = [k for k in rows[0] if k in ("f1_mean", "f1_std", "f1_micro", "retention", "params", "size_mb",
                                                 "compression", "compression_ref", "test_f1_mean")
                     or k.startswith(("speedup", "latency_ms"))] if rows else []

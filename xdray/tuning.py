@@ -3,18 +3,23 @@
 Every trial writes its outputs to RUN/trials/<key>/, where the key names the student's shape and
 a hash of every setting that changes its training. A finished trial (metrics.json present)
 returns at once, so re-running an experiment only trains what is missing. Each finished sub-stage
-is reported to Tune with the trial's checkpoint; a failed trial is retried from that checkpoint
-(`search.max_failures`), and `xdray tune --resume` continues an interrupted experiment with
-`Tuner.restore`. Tune's own records live in RUN/tune/; RUN/trials/index.json lists the trials of
-the latest study for the report.
+is reported to Tune and checkpointed in RUN/trials/<key>/checkpoint/; a failed trial is retried
+(`search.max_failures`) and continues from there, and `xdray tune --resume` continues an
+interrupted experiment with `Tuner.restore`. Tune's own records live in RUN/tune/;
+RUN/trials/index.json lists the trials of the latest study for the report.
+
+Why the checkpoints are not handed to Tune: with `CheckpointConfig(num_to_keep=k)`, a driver
+killed between Tune deleting an old checkpoint and snapshotting its state leaves a state that
+points at the deleted one, and the restored trial then fails on every retry (found by the resume
+test). The trial's own checkpoint is published atomically and is always the latest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +27,7 @@ from typing import Any
 
 from xdray.config import (ExperimentConfig, SchedulerConfig, SearchSpace, SpaceEntry, apply_overrides,
                           config_from_dict, config_to_dict)
-from xdray.errors import XdrayError
+from xdray.errors import ConfigError, XdrayError
 from xdray.runtime import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,46 @@ def trial_config(base: dict, params: dict) -> ExperimentConfig:
     return config_from_dict(apply_overrides(base, params), "trial")
 
 
+def describe(value: Any) -> Any:
+    """A searched value as a short scalar for names, tables and HParams: a stage plan becomes
+    e.g. "rep>logit*>ce*" (* = gradual unfreezing)."""
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) and "loss" in v for v in value):
+            return ">".join(v["loss"] + ("*" if v.get("unfreeze") == "gradual" else "") for v in value)
+        return ",".join(str(describe(v)) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def short_name(key: str) -> str:
+    """student.embedding_dim -> embedding_dim: the column name of a searched key."""
+    return key.split(".")[-1]
+
+
+def transfer_key(cfg: ExperimentConfig) -> str:
+    """Which transfer set a trial reads: a hash of its transfer settings."""
+    return hashlib.sha256(json.dumps(config_to_dict(cfg.transfer), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[ExperimentConfig]:
+    """One config per combination of the space's transfer.* values: each needs its own transfer
+    set, built before the trials start (the teacher-layer and transfer-size ablations)."""
+    for entry in space.entries:
+        section = entry.key.split(".")[0]
+        if section in ("data", "teacher"):
+            raise ConfigError(f"{space.path}: {entry.key}: the data and the teacher are built once per study, so "
+                              f"{section}.* cannot vary per trial; run one study per {section} setting")
+    varied = [e for e in space.entries if e.key.startswith("transfer.")]
+    for entry in varied:
+        if entry.domain not in ("grid_search", "choice"):
+            raise ConfigError(f"{space.path}: {entry.key}: transfer settings need grid_search or choice (each value "
+                              f"needs its own transfer set), got {entry.domain}")
+    base = config_to_dict(cfg)
+    combos = itertools.product(*(e.values for e in varied))
+    return [trial_config(base, {e.key: v for e, v in zip(varied, combo)}) for combo in combos]
+
+
 def trial_key(cfg: ExperimentConfig) -> str:
     """E<dim>-H<hidden>-<hash of every training setting>: stable across runs and machines."""
     settings = {name: config_to_dict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
@@ -65,30 +110,10 @@ class StudyInputs:
     base: dict
     run_dir: str
     teacher_dir: str
-    transfer_path: str | None
+    transfers: dict  # transfer_key -> transfer-set path
 
 
 # ----------------------------------------------------------------------------- the trainable
-
-
-def _progress(state_dir: Path) -> int:
-    state = state_dir / "state.json"
-    return json.loads(state.read_text())["done"] if state.exists() else 0
-
-
-def _restore_from_tune(checkpoint, local: Path) -> None:
-    """Take Tune's checkpoint when it is further along than the trial's own (another node, or
-    storage that outlived the local disk)."""
-    if checkpoint is None:
-        return
-    from xdray.runtime import publish_directory
-
-    with checkpoint.as_directory() as path:
-        if _progress(Path(path)) > _progress(local):
-            staging = local.with_name(local.name + ".restore")
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(path, staging)
-            publish_directory(staging, local)
 
 
 def _scalars(metrics: dict) -> dict:
@@ -115,15 +140,13 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
     trial_dir = Path(inputs.run_dir) / TRIALS_DIR / key
     substages = len(expand(cfg.distill.stages))
     if not (trial_dir / "metrics.json").exists():
-        _restore_from_tune(tune.get_checkpoint(), trial_dir / "checkpoint")
-        transfer = Path(inputs.transfer_path) if inputs.transfer_path else None
-        td = prepare(cfg, Path(inputs.teacher_dir), transfer, load_labelled(cfg))
+        transfer = inputs.transfers.get(transfer_key(cfg)) if needs_transfer(cfg) else None
+        td = prepare(cfg, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
 
         def report(metrics: dict) -> None:
-            checkpoint = tune.Checkpoint.from_directory(str(trial_dir / "checkpoint"))
-            tune.report({**_scalars(metrics), "trial_key": key, "done": False}, checkpoint=checkpoint)
+            tune.report({**_scalars(metrics), "trial_key": key, "done": False})
 
-        run_trial(cfg, trial_dir, td, report=report)
+        run_trial(cfg, trial_dir, td, report=report)  # resumes from trial_dir/checkpoint if there is one
     final = json.loads((trial_dir / "metrics.json").read_text())
     tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
                  "dev_f1_mean": final["dev"]["f1_mean"], "params": final["params"]})
@@ -132,10 +155,16 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
+def needs_transfer(cfg: ExperimentConfig) -> bool:
+    from xdray.distill.trial import TRANSFER_LOSSES
+
+    return any(stage.loss in TRANSFER_LOSSES for stage in cfg.distill.stages)
+
+
 def _trial_name(trial) -> str:
     short = {"student.embedding_dim": "E", "student.hidden_size": "H"}
-    parts = [f"{short.get(k, k.split('.')[-1])}{'' if k in short else '='}{v}" for k, v in sorted(trial.config.items())]
-    return "-".join(parts) or "trial"
+    parts = [f"{short[k]}{v}" if k in short else f"{short_name(k)}={describe(v)}" for k, v in sorted(trial.config.items())]
+    return "-".join(parts).replace("/", "_").replace(">", "_").replace("*", "g") or "trial"
 
 
 def _scheduler(spec: SchedulerConfig | None, substages: int):
@@ -161,8 +190,7 @@ def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbo
 
     run_config = tune.RunConfig(
         name=TUNE_DIR, storage_path=inputs.run_dir, verbose=verbose,
-        failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+        failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
     tune_config = tune.TuneConfig(
         max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
         trial_dirname_creator=lambda trial: f"{_trial_name(trial)}-{trial.trial_id}", scheduler=_scheduler(space.scheduler, len(expand(cfg.distill.stages))))
@@ -179,18 +207,16 @@ class TrialResult:
 
 
 def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
-              transfer_path: Path | None, resume: bool = False, progress: bool = False) -> list[TrialResult]:
+              transfers: dict[str, Path], resume: bool = False, progress: bool = False) -> list[TrialResult]:
     """Run (or, with resume, continue) the Tune experiment; returns one result per trial and
-    writes RUN/trials/index.json."""
+    writes RUN/trials/index.json. `transfers`: transfer_key -> transfer set, one per variant."""
     from ray import tune
 
     from xdray.runtime import init_ray
 
-    # Tune snapshots its state at every reported checkpoint; with short sub-stages it warns each time.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray(cfg.runtime)
     base = config_to_dict(cfg)
-    inputs = StudyInputs(base, str(run_dir), str(teacher_dir), str(transfer_path) if transfer_path else None)
+    inputs = StudyInputs(base, str(run_dir), str(teacher_dir), {k: str(v) for k, v in transfers.items()})
     experiment = run_dir / TUNE_DIR
     if resume:
         if not tune.Tuner.can_restore(str(experiment)):

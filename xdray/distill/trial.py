@@ -48,6 +48,23 @@ class Batch:
     logits: torch.Tensor | None = None  # (B, T, C)
     labels: torch.Tensor | None = None  # (B, T), IGNORE_INDEX off first sub-tokens
 
+    def to(self, device: torch.device) -> "Batch":
+        """Tensors to `device`; lengths stay on the CPU, where pack_padded_sequence wants them."""
+        if device.type == "cpu":
+            return self
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.ids), self.lengths, move(self.mask), self.tokens, move(self.hidden),
+                     move(self.logits), move(self.labels))
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def trial_device(cfg: ExperimentConfig) -> torch.device:
+    """CUDA when the trial holds a GPU (search.gpus_per_trial > 0) and one is visible."""
+    return torch.device("cuda" if cfg.search.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+
 
 @dataclass
 class TrialData:
@@ -142,6 +159,7 @@ def steps_per_epoch(td: TrialData, cfg: ExperimentConfig, sub: SubStage) -> int:
 
 
 def loss_of(student: BiLSTMStudent, batch: Batch, sub: SubStage, pca) -> torch.Tensor:
+    batch = batch.to(device_of(student))
     projection, logits = student(batch.ids, batch.lengths)
     if sub.stage.loss == "rep":
         return rep_loss(projection, batch.hidden, batch.mask, pca)
@@ -157,8 +175,9 @@ def evaluate(student: BiLSTMStudent, td: TrialData, split: str, batch_size: int 
     """Entity F1 per language on a labelled split (first sub-tokens only)."""
     student.eval()
     enc = td.encoded[split]
-    predictions = predict(lambda ids, mask: student(td.vocab.map(ids), mask.sum(1))[1], enc.input_ids, td.pad_id,
-                          batch_size)
+    device = device_of(student)
+    predictions = predict(lambda ids, mask: student(td.vocab.map(ids).to(device), mask.sum(1))[1], enc.input_ids,
+                          td.pad_id, batch_size)
     return f1_report(enc.labels, predictions, enc.langs, td.labels)
 
 
@@ -205,7 +224,9 @@ def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig,
     optimizer = torch.optim.Adam(params, lr=sub.stage.lr_high)
     pca = None
     if sub.stage.loss == "rep" and td.transfer.pca is not None:
-        pca = (torch.tensor(td.transfer.pca["mean"]), torch.tensor(td.transfer.pca["components"]))
+        device = device_of(student)
+        pca = (torch.tensor(td.transfer.pca["mean"], device=device),
+               torch.tensor(td.transfer.pca["components"], device=device))
     stopper = EarlyStopping(sub.stage.patience)
     per_epoch = steps_per_epoch(td, cfg, sub)
     step, train_loss, lr, epochs = 0, 0.0, sub.stage.lr_high, 0
@@ -236,7 +257,8 @@ def _save_checkpoint(directory: Path, student: BiLSTMStudent, state: dict) -> No
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(tmp / "student.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
+              str(tmp / "student.safetensors"))
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     publish_directory(tmp, directory)
 
@@ -270,6 +292,7 @@ def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Rep
         raise ValueError("the stage plan needs a transfer set")
     student = build_student(cfg, td)
     state = _load_checkpoint(trial_dir / "checkpoint", student) or {"done": 0, "history": []}
+    student.to(trial_device(cfg))
     if state["done"]:
         log.info("trial %s: resuming after sub-stage %d of %d", trial_dir.name, state["done"], len(plan))
     writer = SummaryWriter(str(trial_dir / "tensorboard")) if tensorboard else None
@@ -290,9 +313,11 @@ def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Rep
     if writer is not None:
         writer.close()
     final = {"dev": evaluate(student, td, "dev"), "params": count_parameters(student),
-             "history": state["history"], "wall_time_s": round(time.time() - started, 1)}
+             "history": state["history"], "wall_time_s": round(time.time() - started, 1),
+             "device": str(device_of(student))}
     if "test" in td.encoded:
         final["test"] = evaluate(student, td, "test")  # once, for the dev-selected model
+    student.cpu()  # saved, quantised and served from the CPU copy
     final.update(size_bytes=state_bytes(student), int8=int8_metrics(student, td))
     save_student(trial_dir / "student", student, td.vocab, td.labels, td.tokenizer,
                  extra={"max_length": cfg.data.max_length,

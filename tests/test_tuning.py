@@ -1,0 +1,317 @@
+"""The Tune study on the tiny pipeline: trials, caching, resume after the driver is killed,
+latency, the report (CSV, Markdown, plots, TensorBoard HParams) and export / predict."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, built_raw
+from xdray.config import SearchSpace, SpaceEntry, config_from_dict, config_to_dict
+
+FAST_STAGES = [
+    {"name": "representation", "loss": "rep", "unfreeze": "all", "max_epochs": 1},
+    {"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1},
+    {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 2},
+]
+GRID = SearchSpace((SpaceEntry("student.hidden_size", "grid_search", (8, 16)),))
+
+
+def study_raw() -> dict:
+    raw = built_raw()
+    raw.update(distill={"stages": FAST_STAGES}, student={"embedding_dim": 16, "hidden_size": 16},
+               search={"cpus_per_trial": 1, "max_concurrent_trials": 1}, eval={"batch_sizes": [1, 8]})
+    return raw
+
+
+def copy_run(tiny_built, run):
+    """A run directory holding the fixture's teacher and transfer set (so the stages are cached)."""
+    source = tiny_built[2].path.parent
+    shutil.copytree(source / "teacher", run / "teacher")
+    shutil.copytree(source / "transfer", run / "transfer")
+
+
+@pytest.fixture(scope="module")
+def study(tiny_built, tmp_path_factory):
+    """(cfg, run_dir, results, seconds): a 2-trial study run once for this module."""
+    from xdray.tuning import run_study, transfer_key
+
+    base, data, teacher, transfer = tiny_built
+    cfg = config_from_dict({**study_raw(), "base_dir": base.base_dir})
+    run = tmp_path_factory.mktemp("study") / "run"
+    copy_run(tiny_built, run)
+    started = time.time()
+    results = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): run / "transfer" / transfer.path.name})
+    return cfg, run, results, time.time() - started
+
+
+def test_every_grid_point_is_a_finished_trial(study):
+    cfg, run, results, _ = study
+    assert [r.status for r in results] == ["done", "done"]
+    assert sorted(r.params["student.hidden_size"] for r in results) == [8, 16]
+    index = json.loads((run / "trials" / "index.json").read_text())
+    assert index["space"] == ["student.hidden_size"] and len(index["trials"]) == 2
+    for r in results:
+        trial = run / "trials" / r.key
+        metrics = json.loads((trial / "metrics.json").read_text())
+        assert r.key.startswith(f"E16-H{r.params['student.hidden_size']}-")
+        assert metrics["params"] > 0 and 0 <= metrics["dev"]["f1_mean"] <= 1
+        assert metrics["int8"]["size_bytes"] < metrics["size_bytes"]
+        assert (trial / "student" / "model.safetensors").exists()
+        assert json.loads((trial / "checkpoint" / "state.json").read_text())["done"] == len(FAST_STAGES)
+    assert list((run / "tune").glob("experiment_state-*.json")), "Tune's records, for --resume"
+
+
+def test_a_second_study_reuses_finished_trials(study):
+    from xdray.tuning import run_study, transfer_key
+
+    cfg, run, results, first_seconds = study
+    stamps = {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in results}
+    again = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())})
+    assert [r.key for r in again] == [r.key for r in results]
+    assert {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in again} == stamps
+
+
+def test_trial_keys_follow_training_settings_only(study):
+    from xdray.tuning import trial_config, trial_key
+
+    cfg = study[0]
+    base = config_to_dict(cfg)
+    key = trial_key(trial_config(base, {}))
+    assert trial_key(trial_config(base, {"eval.latency_runs": 50, "search.cpus_per_trial": 2})) == key
+    assert trial_key(trial_config(base, {"student.dropout": 0.3})) != key
+    assert trial_key(trial_config(base, {"seed": 1})) != key
+
+
+def test_transfer_variants_one_per_transfer_setting(study, tmp_path):
+    from xdray.config import ConfigError
+    from xdray.tuning import transfer_key, transfer_variants
+
+    cfg = study[0]
+    space = SearchSpace((SpaceEntry("transfer.layer", "grid_search", (-1, -2)),
+                         SpaceEntry("student.hidden_size", "grid_search", (8, 16))), path="s.yaml")
+    variants = transfer_variants(cfg, space)
+    assert [v.transfer.layer for v in variants] == [-1, -2]
+    assert len({transfer_key(v) for v in variants}) == 2
+    assert len(transfer_variants(cfg, GRID)) == 1
+    with pytest.raises(ConfigError, match="s.yaml: teacher.finetune.lr: the data and the teacher are built once"):
+        transfer_variants(cfg, SearchSpace((SpaceEntry("teacher.finetune.lr", "grid_search", (1e-3,)),), path="s.yaml"))
+    with pytest.raises(ConfigError, match="s.yaml: transfer.max_sentences: transfer settings need grid_search"):
+        transfer_variants(cfg, SearchSpace((SpaceEntry("transfer.max_sentences", "randint", (10, 20)),), path="s.yaml"))
+
+
+def test_stage_plans_read_as_short_names():
+    from xdray.tuning import describe
+
+    plan = [{"name": "r", "loss": "rep"}, {"name": "l", "loss": "logit", "unfreeze": "gradual"},
+            {"name": "c", "loss": "ce", "unfreeze": "gradual"}]
+    assert describe(plan) == "rep>logit*>ce*"
+    assert describe(100) == 100 and describe("svd") == "svd"
+
+
+def xdray(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "xdray", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}, cwd=REPO,
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_built, ray_local, tmp_path, study):
+    address = ray_local.get_runtime_context().gcs_address
+    run = tmp_path / "run"
+    copy_run(tiny_built, run)
+    raw = study_raw()
+    raw["distill"]["stages"][2]["max_epochs"] = 6  # long enough to kill the driver inside trial 2
+    raw["distill"]["stages"][2]["patience"] = 6
+    (tmp_path / "space.yaml").write_text("student.hidden_size: {grid_search: [8, 16]}\n")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))
+    args = ["tune", tmp_path / "exp.yaml", "--space", tmp_path / "space.yaml", "--out", run]
+    driver = xdray(*args, env={"RAY_ADDRESS": address})
+    deadline = time.time() + 300
+    while not list((run / "trials").glob("*/metrics.json")):
+        assert driver.poll() is None, driver.stdout.read()[-3000:]
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # only the driver this test started
+    driver.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in (run / "trials").glob("*/metrics.json")}
+    assert len(finished) == 1, "the kill should land while the second trial is unfinished"
+    assert not (run / "report").exists()
+
+    resumed = xdray(*args, "--resume", env={"RAY_ADDRESS": address})
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output[-4000:]
+    assert "2 trials, 2 done" in output
+    after = {p.parent.name: p.stat().st_mtime_ns for p in (run / "trials").glob("*/metrics.json")}
+    assert len(after) == 2
+    for key, stamp in finished.items():
+        assert after[key] == stamp, "a finished trial was trained again"
+    assert (run / "report" / "frontier.csv").exists()
+
+
+# ----------------------------------------------------------------------------- latency and report
+
+
+@pytest.fixture(scope="module")
+def report(study, tiny_built):
+    from transformers import AutoTokenizer
+
+    from xdray.data.encode import encode_dataset
+    from xdray.latency import study_latency
+    from xdray.report import load_study, write_report
+
+    cfg, run, results, _ = study
+    tokenizer = AutoTokenizer.from_pretrained(run / "teacher")
+    dev = encode_dataset(tokenizer, tiny_built[1].splits["dev"], cfg.data.max_length, with_labels=False).input_ids
+    latency = study_latency(cfg, run, run / "teacher", [r.key for r in results], dev, tokenizer.pad_token_id)
+    path, rows = write_report(load_study(run, cfg, latency), run)
+    return cfg, run, results, latency, path, rows
+
+
+def test_latency_times_every_model_on_the_same_batches(report):
+    cfg, run, results, latency, _, _ = report
+    names = {"teacher"} | {r.key for r in results} | {r.key + "+int8" for r in results}
+    assert set(latency["latency_ms"]) == names
+    for name in names:
+        assert set(latency["latency_ms"][name]) == {"1", "8"} and all(v > 0 for v in latency["latency_ms"][name].values())
+    assert latency["params"]["teacher"] > max(latency["params"][r.key] for r in results)
+    assert json.loads((run / "eval" / "latency.json").read_text())["latency_ms"] == latency["latency_ms"]
+
+
+def test_frontier_csv_and_markdown(report):
+    import csv
+
+    cfg, run, results, latency, path, rows = report
+    with (path / "frontier.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    required = {"trial_id", "embedding_dim", "hidden_size", "params", "compression", "latency_ms_b1", "speedup_b1",
+                "latency_ms_b8", "speedup_b8", "f1_mean", "f1_std", "f1_micro", "retention", "pareto", "int8"}
+    assert required <= set(table[0])
+    assert len(table) == 4 and sum(row["int8"] == "True" for row in table) == 2
+    teacher = json.loads((run / "teacher" / "metrics.json").read_text())
+    for row in table:
+        key = row["trial_id"].removesuffix("+int8")
+        metrics = json.loads((run / "trials" / key / "metrics.json").read_text())
+        scores = metrics["int8"] if row["int8"] == "True" else metrics
+        assert float(row["f1_mean"]) == pytest.approx(scores["dev"]["f1_mean"], abs=1e-4)
+        assert int(row["params"]) == metrics["params"]
+        assert float(row["compression"]) == pytest.approx(latency["params"]["teacher"] / metrics["params"], abs=0.01)
+        assert float(row["retention"]) == pytest.approx(scores["dev"]["f1_mean"] / teacher["dev"]["f1_mean"], abs=1e-4)
+        assert float(row["speedup_b8"]) == pytest.approx(
+            latency["latency_ms"]["teacher"]["8"] / latency["latency_ms"][row["trial_id"]]["8"], rel=0.01)
+    assert any(row["pareto"] == "True" for row in table)
+    text = (path / "frontier.md").read_text()
+    assert "| trial_id |" in text and "Serving cost" in text
+    assert all(row["trial_id"] in text for row in table)
+
+
+def test_plots_are_pngs(report):
+    path = report[4]
+    for name in ("f1_vs_compression.png", "f1_vs_speedup.png"):
+        data = (path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_tensorboard_hparams_for_every_row(report):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    rows, path = report[5], report[4]
+    sessions = {}
+    for row in rows:
+        events = EventAccumulator(str(path / "tensorboard" / "hparams" / row["trial_id"].replace("+", "-")))
+        events.Reload()
+        content = events.PluginTagToContent("hparams")
+        start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
+                     for c in content.values() if plugin_data_pb2.HParamsPluginData.FromString(c).HasField(
+                         "session_start_info"))
+        hparams = {k: v.number_value if v.HasField("number_value") else v.bool_value for k, v in start.hparams.items()}
+        assert hparams["hidden_size"] == row["hidden_size"] and hparams["embedding_dim"] == 16
+        assert events.Scalars("hparam/f1_mean")[0].value == pytest.approx(row["f1_mean"], abs=1e-6)
+        sessions[row["trial_id"]] = hparams
+    assert len(sessions) == len(rows) == 4
+    images = EventAccumulator(str(path / "tensorboard" / "frontier"), size_guidance={"images": 0})
+    images.Reload()
+    assert {"frontier/f1_vs_compression", "frontier/f1_vs_speedup"} <= set(images.Tags()["images"])
+
+
+def test_report_recommends_the_smallest_student_that_keeps_enough(report):
+    from xdray.report import recommend
+
+    cfg, run, _, _, path, rows = report
+    chosen = json.loads((path / "recommended.json").read_text())["trial_id"]
+    fp32 = [r for r in rows if not r["int8"]]
+    best = recommend(fp32, cfg.report.min_retention)
+    assert chosen == (fp32[best]["trial_id"] if best is not None else None)
+    assert sum(r["recommended"] for r in rows) == (chosen is not None)
+
+
+# ----------------------------------------------------------------------------- export and predict
+
+
+def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
+    from xdray.evaluate import f1_report
+    from xdray.export import TORCHSCRIPT_FILE, export_student, tag
+    from xdray.student import load_student
+
+    cfg, run, results, _, _, rows = report
+    key = results[1].key
+    exported = export_student(run, key)
+    assert exported == run / "export" / key
+    student, vocab, labels, tokenizer = load_student(exported)
+    scripted = torch.jit.load(str(exported / TORCHSCRIPT_FILE))
+    ids = torch.tensor([[2, 40, 41, 42, 3], [2, 50, 3, 0, 0]])
+    lengths = torch.tensor([5, 3])
+    with torch.inference_mode():
+        expected = student(vocab.map(ids), lengths)[1]
+        assert torch.allclose(scripted(ids, lengths), expected, atol=1e-5)
+
+    # Tagging the dev sentences word by word reproduces the trial's dev F1.
+    dev = tiny_built[1].splits["dev"]
+    tags = tag(exported, [list(t) for t in dev["tokens"]])
+    names = list(labels)
+    gold = [np.array(s) for s in dev["ner_tags"]]
+    predicted = [np.array([names.index(t) for t in sentence]) for sentence in tags]
+    score = f1_report(gold, predicted, dev["lang"], names)
+    metrics = json.loads((run / "trials" / key / "metrics.json").read_text())
+    assert score["f1_mean"] == pytest.approx(metrics["dev"]["f1_mean"], abs=1e-9)
+
+    text = tmp_path / "input.txt"
+    text.write_text("John lives in Berlin\n\n  Maria   Petrova  \n", encoding="utf-8")
+    conll = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, text],
+                           capture_output=True, text=True, cwd=REPO)
+    assert conll.returncode == 0, conll.stderr
+    blocks = [b.splitlines() for b in conll.stdout.strip("\n").split("\n\n")]
+    assert [[line.split("\t")[0] for line in b] for b in blocks] == [["John", "lives", "in", "Berlin"],
+                                                                     ["Maria", "Petrova"]]
+    assert all(line.split("\t")[1] in names for b in blocks for line in b)
+    as_json = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--format", "json"],
+                             input="Maria Petrova\n", capture_output=True, text=True, cwd=REPO)
+    record = json.loads(as_json.stdout)
+    assert record["tokens"] == ["Maria", "Petrova"] and len(record["tags"]) == 2
+
+
+def test_export_errors_name_what_is_wrong(report, tmp_path):
+    run = report[1]
+    bad = subprocess.run([sys.executable, "-m", "xdray", "export", run, "--trial", "E1-H1-nope"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "--trial E1-H1-nope: no trained student" in bad.stderr
+    not_a_model = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", tmp_path],
+                                 input="x\n", capture_output=True, text=True, cwd=REPO)
+    assert not_a_model.returncode == 2 and "not a saved student" in not_a_model.stderr
+
+
+def test_mbert_reference_has_mbert_size():
+    from xdray.evaluate import count_parameters
+    from xdray.latency import reference_teacher
+
+    model = reference_teacher("mbert-base", num_labels=7)
+    assert round(count_parameters(model) / 1e6, 1) == 177.3

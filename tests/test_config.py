@@ -113,3 +113,15 @@ def test_relative_paths_resolve_against_the_experiment_file(write_experiment, tm
     cfg = load_experiment(write_experiment(tiny_raw()))
     assert cfg.resolve_path("data/x") == (tmp_path / "data" / "x").resolve()
     assert cfg.resolve_path("/abs/x") == Path("/abs/x")
+
+
+def test_storage_path_accepts_directories_and_file_uris(tmp_path):
+    from xdray.runtime import run_directory
+
+    raw = {"name": "exp", "runtime": {"storage_path": f"file://{tmp_path}/store"}}
+    assert run_directory(config_from_dict(raw), None) == tmp_path / "store" / "exp"
+    raw["runtime"]["storage_path"] = str(tmp_path / "nfs")
+    assert run_directory(config_from_dict(raw), None) == tmp_path / "nfs" / "exp"
+    raw["runtime"]["storage_path"] = "s3://bucket/runs"
+    with pytest.raises(ConfigError, match="runtime.storage_path: s3:// is not supported yet"):
+        config_from_dict(raw)

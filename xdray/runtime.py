@@ -67,7 +67,8 @@ def run_directory(cfg: ExperimentConfig, out: str | None) -> Path:
     """--out if given, else <runtime.storage_path>/<name>, else runs/<name> under the CWD."""
     if out:
         return Path(out).expanduser().resolve()
-    root = Path(cfg.runtime.storage_path).expanduser() if cfg.runtime.storage_path else Path("runs")
+    storage = cfg.runtime.storage_path
+    root = Path(storage.removeprefix("file://")).expanduser() if storage else Path("runs")
     return (root / cfg.name).resolve()
 
 

@@ -1,0 +1,110 @@
+"""`ray job submit` as a cluster user runs it: a Ray head of its own on 127.0.0.1 (free ports, a
+short temp dir, token authentication on, as Ray 2.60 sets it), the repository uploaded with
+--working-dir, `xdray run` as the entrypoint, outputs checked in storage. Only the processes this
+test started are stopped (`ray stop` would end every Ray process of the user)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, tiny_raw
+
+RAY = str(Path(sys.executable).with_name("ray"))
+EXCLUDES = ["runs/", ".git/", ".venv/", ".venv-ci/", "tests/", "*.egg-info/", "__pycache__/"]
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def processes_using(marker: str) -> list[int]:
+    """PIDs whose command line mentions `marker` (this test's temp dir): what it started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def ray_head():
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc to find the processes this test starts")
+    temp = tempfile.mkdtemp(prefix="xr", dir="/tmp")  # Unix socket paths must stay short
+    gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}", f"--temp-dir={temp}",
+         "--num-cpus=2", "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    deadline = time.time() + 120
+    while True:
+        assert head.poll() is None, head.stdout.read()[-3000:]
+        try:
+            urllib.request.urlopen(f"{url}/api/version", timeout=2)
+            break
+        except OSError:
+            assert time.time() < deadline, "the Ray head did not come up"
+            time.sleep(1)
+    yield url, env
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in processes_using(temp):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_pipeline(ray_head, tmp_path):
+    url, env = ray_head
+    raw = tiny_raw(teacher__finetune={"epochs": 0})
+    raw.update(student={"embedding_dim": 16, "hidden_size": 16},
+               distill={"stages": [{"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1},
+                                   {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 1}]},
+               report={"min_retention": 0.01})
+    experiment = tmp_path / "job.yaml"
+    experiment.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "storage" / "tiny"
+    submit = subprocess.run(
+        [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO),
+         "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--",
+         "python", "-m", "xdray", "run", str(experiment), "--out", str(out)],
+        capture_output=True, text=True, timeout=900, env={**env, "RAY_AUTH_MODE": "token"})
+    assert submit.returncode == 0, (submit.stdout + submit.stderr)[-4000:]
+    assert "succeeded" in submit.stdout
+    assert (out / "teacher" / "metrics.json").exists()
+    assert list((out / "transfer").glob("*/manifest.json"))
+    assert (out / "report" / "frontier.csv").exists()
+    chosen = json.loads((out / "report" / "recommended.json").read_text())["trial_id"]
+    assert (out / "export" / chosen / "student.torchscript.pt").exists()

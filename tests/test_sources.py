@@ -159,3 +159,27 @@ def test_unlabelled_text_bad_utf8(write_experiment, tmp_path):
     cfg = load_experiment(write_experiment(tiny_raw(data__unlabelled=[{"source": "text", "path": "bad.txt"}])))
     with pytest.raises(DataError, match=r"bad.txt:2: invalid UTF-8"):
         load_unlabelled(cfg, load_labelled(cfg))
+
+
+def test_unlabelled_iob_files_drop_labels_and_keep_languages(write_experiment, tmp_path):
+    (tmp_path / "panx").mkdir()
+    (tmp_path / "panx" / "train-fr.tsv").write_text("Paris\tB-LOC\nest\tO\n\nLe\tO\nMonde\tB-ORG\n", encoding="utf-8")
+    (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\tB-PER\n", encoding="utf-8")
+    cfg = load_experiment(write_experiment(tiny_raw(data__unlabelled=[
+        {"source": "iob", "path": "panx/train-*.tsv"}])))
+    unlabelled = load_unlabelled(cfg, load_labelled(cfg))
+    assert unlabelled.to_list() == [{"lang": "fr", "tokens": ["Paris", "est"]}, {"lang": "fr", "tokens": ["Le", "Monde"]},
+                                    {"lang": "nl", "tokens": ["Jan"]}]
+    (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\tB-PERSON\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train-nl.tsv:1: unknown tag 'B-PERSON'"):
+        load_unlabelled(cfg, load_labelled(cfg))
+
+
+def test_panx_minilm_experiment_reads_real_files(panx_dir):
+    from conftest import REPO
+
+    cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml",
+                          {"data.unlabelled": [{"source": "iob", "path": str(panx_dir / "train-de.tsv"),
+                                                "max_sentences": 50}]})
+    unlabelled = load_unlabelled(cfg, load_labelled(cfg))
+    assert len(unlabelled) == 50 and set(unlabelled["lang"]) == {"de"}

@@ -56,7 +56,8 @@ def test_bad_space_files_name_file_and_key(tmp_path, text, fragment):
 
 
 def test_every_shipped_space_file_parses_against_its_experiment():
-    pairs = {"paper_grid": "xtremedistil_wikiann", "quickstart_grid": "quickstart", "panx_grid": "panx_local"}
+    pairs = {"paper_grid": "xtremedistil_wikiann", "quickstart_grid": "quickstart", "panx_grid": "panx_local",
+             "minilm_grid": "panx_minilm_en"}
     for space_file in sorted((REPO / "experiments" / "spaces").glob("*.yaml")):
         experiment = pairs.get(space_file.stem, "quickstart")
         space = load_space(space_file, read_yaml(REPO / "experiments" / f"{experiment}.yaml"))

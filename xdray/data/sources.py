@@ -231,7 +231,11 @@ def _unlabelled_rows(src: UnlabelledConfig, cfg: ExperimentConfig, labelled: Lab
         raise DataError(f"data.unlabelled: no file matches {pattern}")
     rows = []
     for path in paths:
-        rows += read_text_file(Path(path), src.lang)
+        if src.source == "iob":
+            parsed = read_iob_file(path, cfg.data.labels)
+            rows += [{"lang": lang, "tokens": tokens} for lang, tokens in zip(parsed.langs, parsed.tokens)]
+        else:
+            rows += read_text_file(Path(path), src.lang)
     if not rows:
         raise DataError(f"data.unlabelled: {pattern} holds no sentences")
     return rows

@@ -185,8 +185,12 @@ class TransferConfig:
     batch_size: int = 512  # sentences per actor call, and per Parquet shard
     micro_batch: int = 64  # sentences per forward pass, sorted by length within the batch
     fp16: bool = True  # fp16 inference on GPU; storage is always fp16
+    # Custom Ray resources each teacher actor also holds (e.g. to keep them on a node type).
+    resources_per_actor: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        require(all(v >= 0 for v in self.resources_per_actor.values()), "resources_per_actor",
+                "amounts must be >= 0")
         require(self.hidden_pca >= 0, "hidden_pca", "must be >= 0")
         require(self.max_sentences >= 0, "max_sentences", "must be >= 0")
         require(self.actors == "auto" or self.actors > 0, "actors", "must be 'auto' or > 0")
@@ -253,9 +257,14 @@ class SearchConfig:
     max_concurrent_trials: int = 0  # 0 = as many as resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    # Custom Ray resources each trial also holds, e.g. {"accelerator_type:A10G": 0.001} to pin
+    # trials to a node type; nodes advertise them with `ray start --resources`.
+    resources_per_trial: dict[str, float] = field(default_factory=dict)
     max_failures: int = 2
 
     def __post_init__(self) -> None:
+        require(all(v >= 0 for v in self.resources_per_trial.values()), "resources_per_trial",
+                "amounts must be >= 0")
         require(self.max_concurrent_trials >= 0, "max_concurrent_trials", "must be >= 0")
         require(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")
         require(self.gpus_per_trial >= 0, "gpus_per_trial", "must be >= 0")
@@ -352,6 +361,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of names to {_type_name(typing.get_args(tp)[1])}s"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
@@ -378,6 +389,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise FieldError(key, f"expected {_type_name(tp)}, got {value!r}")
         item_type = typing.get_args(tp)[0]
         return tuple(_convert(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise FieldError(key, f"expected {_type_name(tp)}, got {value!r}")
+        key_type, value_type = typing.get_args(tp)
+        return {_convert(k, key_type, key): _convert(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -509,6 +525,8 @@ def config_to_dict(cfg: Any) -> Any:
         return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, (list, tuple)):
         return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
     return cfg
 
 

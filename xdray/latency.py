@@ -173,11 +173,11 @@ def measure(request: LatencyRequest) -> dict:
             "params": params, "latency_ms": latency}
 
 
-def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float) -> dict:
+def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float, resources: dict | None = None) -> dict:
     """`measure` in a Ray task with one trial's resources."""
     import ray
 
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(measure)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, resources=resources or None, max_retries=1)(measure)
     return ray.get(task.remote(request))
 
 
@@ -201,7 +201,8 @@ def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[st
     request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
                              sample_batches(dev_ids, cfg.eval.batch_sizes, pad_id, cfg.seed), cfg.eval.latency_runs,
                              max(1, int(cfg.search.cpus_per_trial)))
-    result = {**measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial),
+    result = {**measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial,
+                                   cfg.search.resources_per_trial),
               "settings": settings}
     atomic_write_json(path, result)
     return result

@@ -63,6 +63,17 @@ def init_ray(cfg: RuntimeConfig) -> None:
              logging_level=logging.WARNING, runtime_env={"env_vars": env})
 
 
+def largest_node_cpus(required: dict[str, float] | None = None) -> float:
+    """CPUs of the largest live node holding the `required` resources (e.g. {"GPU": 1}): one
+    process cannot use more than one node's cores, however many the cluster has."""
+    import ray
+
+    required = required or {}
+    sizes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes()
+             if node.get("Alive") and all(node["Resources"].get(k, 0.0) >= v for k, v in required.items())]
+    return max(sizes, default=1.0) or 1.0
+
+
 def run_directory(cfg: ExperimentConfig, out: str | None) -> Path:
     """--out if given, else <runtime.storage_path>/<name>, else runs/<name> under the CWD."""
     if out:

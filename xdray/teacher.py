@@ -29,7 +29,7 @@ from xdray.data.encode import IGNORE_INDEX, Encoded, encode_dataset, require_fas
 from xdray.data.sources import LabelledData
 from xdray.errors import TeacherError
 from xdray.evaluate import f1_report
-from xdray.runtime import atomic_write_json, init_ray, publish_directory
+from xdray.runtime import atomic_write_json, init_ray, largest_node_cpus, publish_directory
 from xdray.wordpiece import train_wordpiece
 
 log = logging.getLogger(__name__)
@@ -300,12 +300,6 @@ def _train_loop(config: dict) -> None:
         ray.train.report({**metrics, "dev_f1_mean": best_f1}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def _cluster_cpus() -> int:
-    import ray
-
-    return int(ray.cluster_resources().get("CPU", 1))
-
-
 def finetune(cfg: ExperimentConfig, init_dir: Path, encoded: dict[str, Encoded], labels: Sequence[str],
              work_dir: Path, out_dir: Path, progress: bool = False) -> None:
     """Fine-tune the model in `init_dir` with TorchTrainer; write the best one (by dev F1), its
@@ -316,7 +310,9 @@ def finetune(cfg: ExperimentConfig, init_dir: Path, encoded: dict[str, Encoded],
 
     ft = cfg.teacher.finetune
     init_ray(cfg.runtime)
-    cpus = ft.cpus_per_worker or max(1, _cluster_cpus() // ft.num_workers)
+    # Workers spread over nodes; on one node they share it. Either way no worker outgrows a node.
+    node_cpus = int(largest_node_cpus({"GPU": 1} if ft.use_gpu else {}))
+    cpus = ft.cpus_per_worker or max(1, min(node_cpus, int(ray.cluster_resources().get("CPU", 1)) // ft.num_workers))
     steps = -(-len(encoded["train"]) // (ft.batch_size * ft.num_workers))
     loop_config = {
         "init_dir": str(init_dir), "seed": cfg.seed, "threads": cpus, "labels": list(labels),

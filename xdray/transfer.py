@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from xdray.config import ExperimentConfig
 from xdray.data.sources import LabelledData, dataset_fingerprint, load_unlabelled, sample_indices
 from xdray.errors import DataError, XdrayError
-from xdray.runtime import atomic_write_json, init_ray
+from xdray.runtime import atomic_write_json, init_ray, largest_node_cpus
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def _resources(cfg: ExperimentConfig) -> dict[str, Any]:
     import ray
 
     total = ray.cluster_resources()
-    gpus, cpus = int(total.get("GPU", 0)), float(total.get("CPU", 1))
+    gpus, cpus = int(total.get("GPU", 0)), largest_node_cpus(cfg.transfer.resources_per_actor)
     actors = cfg.transfer.actors
     if gpus:
         n = gpus if actors == "auto" else actors
@@ -328,7 +328,8 @@ def pca_basis(cfg: ExperimentConfig, plan: Plan, rows: pa.Table, staging: Path) 
     init_ray(cfg.runtime)
     res = _resources(cfg)
     take = sample_indices(rows.num_rows, PCA_SAMPLE_SENTENCES, cfg.seed, "pca")
-    task = ray.remote(fit_pca).options(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"])
+    task = ray.remote(fit_pca).options(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"],
+                                       resources=cfg.transfer.resources_per_actor or None)
     basis = ray.get(task.remote(asdict(plan), rows.take(pa.array(take)), cfg.transfer.micro_batch,
                                 cfg.transfer.fp16, res["threads"]))
     atomic_write_json(path, basis)
@@ -353,7 +354,7 @@ def run_pipeline(cfg: ExperimentConfig, plan: Plan, pending: pa.Table, out_dir: 
     ds = ds.map_batches(
         TeacherPredictor, batch_format="pyarrow", batch_size=batch,
         compute=ray.data.ActorPoolStrategy(size=res["actors"]),
-        num_gpus=res["num_gpus"], num_cpus=res["num_cpus"],
+        num_gpus=res["num_gpus"], num_cpus=res["num_cpus"], resources=cfg.transfer.resources_per_actor or None,
         fn_constructor_kwargs={"plan": asdict(plan), "out_dir": str(out_dir), "micro_batch": cfg.transfer.micro_batch,
                                "fp16": cfg.transfer.fp16, "threads": res["threads"], "pca": pca})
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries = -1 by

@@ -33,8 +33,10 @@ from xdray.runtime import atomic_write_json
 log = logging.getLogger(__name__)
 
 TRIALS_DIR, TUNE_DIR, INDEX_FILE = "trials", "tune", "index.json"
-# Config sections that decide what a trial trains; the rest (search, eval, report, runtime) do not.
+# Config sections that decide what a trial trains; the rest (search, eval, report, runtime) do not,
+# and neither do these placement settings of the transfer build.
 TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
+PLACEMENT = {"transfer": ("actors", "batch_size", "micro_batch", "resources_per_actor")}
 
 
 def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict[str, Any]:
@@ -99,6 +101,8 @@ def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[Experim
 def trial_key(cfg: ExperimentConfig) -> str:
     """E<dim>-H<hidden>-<hash of every training setting>: stable across runs and machines."""
     settings = {name: config_to_dict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
+    for section, keys in PLACEMENT.items():
+        settings[section] = {k: v for k, v in settings[section].items() if k not in keys}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"E{cfg.student.embedding_dim}-H{cfg.student.hidden_size}-{digest}"
 
@@ -148,8 +152,11 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
 
         run_trial(cfg, trial_dir, td, report=report)  # resumes from trial_dir/checkpoint if there is one
     final = json.loads((trial_dir / "metrics.json").read_text())
+    import ray
+
     tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
-                 "dev_f1_mean": final["dev"]["f1_mean"], "params": final["params"]})
+                 "dev_f1_mean": final["dev"]["f1_mean"], "params": final["params"],
+                 "node_id": ray.get_runtime_context().get_node_id()})
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -179,7 +186,7 @@ def _scheduler(spec: SchedulerConfig | None, substages: int):
 def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
     from ray import tune
 
-    resources = {"cpu": cfg.search.cpus_per_trial, "gpu": cfg.search.gpus_per_trial}
+    resources = {"cpu": cfg.search.cpus_per_trial, "gpu": cfg.search.gpus_per_trial, **cfg.search.resources_per_trial}
     return tune.with_resources(tune.with_parameters(run_one, inputs=inputs), resources)
 
 
@@ -204,6 +211,7 @@ class TrialResult:
     params: dict
     status: str  # done | stopped | error
     error: str | None = None
+    node_id: str | None = None  # the Ray node that finished it
 
 
 def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
@@ -237,8 +245,8 @@ def _result(base: dict, result) -> TrialResult:
     key = trial_key(trial_config(base, params))
     if result.error is not None:
         return TrialResult(key, params, "error", f"{type(result.error).__name__}: {result.error}"[:2000])
-    done = bool((result.metrics or {}).get("done"))
-    return TrialResult(key, params, "done" if done else "stopped")
+    metrics = result.metrics or {}
+    return TrialResult(key, params, "done" if metrics.get("done") else "stopped", node_id=metrics.get("node_id"))
 
 
 def read_index(run_dir: Path) -> list[TrialResult]:

@@ -233,9 +233,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     from xdray.data.sources import load_labelled
 
     run_dir = Path(args.run_dir).resolve()
+    _pull_run(run_dir)
     cfg = load_run_config(run_dir)
     _report(cfg, run_dir, load_labelled(cfg), run_dir / "teacher")
     return 0
+
+
+def _pull_run(run_dir: Path) -> None:
+    """Where RUN_DIR is the local copy of a run on storage: fetch what report and export read."""
+    from xdray import storage
+    from xdray.tuning import read_index
+
+    if storage.remote_of(run_dir) is None:
+        return
+    for part in ("config.yaml", "teacher", "trials/index.json", "eval/latency.json", "report"):
+        storage.pull(run_dir, part, refresh=True)
+    for trial in read_index(run_dir):
+        storage.pull(run_dir, f"trials/{trial.key}", refresh=True)
 
 
 def _export(run_dir: Path, trial: str | None) -> Path:
@@ -247,6 +261,7 @@ def _export(run_dir: Path, trial: str | None) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _pull_run(Path(args.run_dir).resolve())
     _export(Path(args.run_dir).resolve(), args.trial)
     return 0
 

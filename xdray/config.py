@@ -308,20 +308,24 @@ class ReportConfig:
         require(0 < self.min_retention <= 1, "min_retention", "must be in (0, 1]")
 
 
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "abfss")  # what pyarrow.fs opens
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     address: str | None = None  # Ray address; None = RAY_ADDRESS if set, else a local cluster
     num_cpus: int = 0  # local cluster size; 0 = all cores
-    # Run directory root: a local or shared (NFS) directory, or a file:// URI; None = runs/<name>.
+    # Run directory root: a local or shared (NFS) directory, a file:// URI, or cloud storage
+    # (s3://, gs://, ... through pyarrow filesystems); None = runs/<name>.
     storage_path: str | None = None
     progress: Literal["auto", "on", "off"] = "auto"  # auto = off under CI or without a TTY
 
     def __post_init__(self) -> None:
         require(self.num_cpus >= 0, "num_cpus", "must be >= 0")
         scheme = self.storage_path.split("://", 1)[0] if self.storage_path and "://" in self.storage_path else None
-        require(scheme in (None, "file"), "storage_path",
-                f"{scheme}:// is not supported yet; use a shared directory every node mounts (NFS, or the "
-                "bucket through s3fs / gcsfuse) or a file:// URI")
+        require(scheme in (None, *STORAGE_SCHEMES), "storage_path",
+                f"{scheme}:// is not a storage xdray can use; expected a directory or one of "
+                + ", ".join(f"{s}://" for s in STORAGE_SCHEMES))
 
 
 @dataclass(frozen=True)

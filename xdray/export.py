@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import torch
 
+from xdray import storage
 from xdray.data.encode import IGNORE_INDEX, encode_batch
 from xdray.errors import XdrayError
 from xdray.runtime import atomic_write_json, publish_directory
@@ -71,6 +72,7 @@ def export_student(run_dir: Path, trial: str | None = None) -> Path:
         summary = json.loads(metrics.read_text())
         atomic_write_json(staging / "metrics.json", {k: summary[k] for k in ("dev", "test", "params") if k in summary})
     publish_directory(staging, final)
+    storage.push(run_dir, f"export/{key}")
     return final
 
 

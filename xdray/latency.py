@@ -129,6 +129,8 @@ class LatencyRequest:
     batches: dict  # batch size -> [(ids, mask)]
     runs: int
     threads: int
+    run_dir: str = ""  # with remote: the local copy to pull the models into, on whichever node
+    remote: str | None = None
 
 
 def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
@@ -161,6 +163,13 @@ def measure(request: LatencyRequest) -> dict:
     """Time every model of the request in this process on the same batches (runs in a Ray task
     holding one trial's resources). Returns {"device", "threads", "params", "latency_ms":
     {name: {batch size: median ms}}}."""
+    if request.remote:
+        from xdray import storage
+
+        storage.attach(Path(request.run_dir), request.remote)
+        storage.pull(Path(request.run_dir), "teacher")
+        for directory in request.students.values():
+            storage.pull(Path(request.run_dir), str(Path(directory).parent.relative_to(request.run_dir)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models, params = _timed_models(request, device)
     latency: dict[str, dict[str, float]] = {name: {} for name in models}
@@ -186,6 +195,7 @@ def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[st
     """Time the teacher (and the reference), every finished student and its int8 variant, in one
     Ray task with a trial's resources; cached in RUN/eval/latency.json for the same models and
     settings."""
+    from xdray import storage
     from xdray.runtime import atomic_write_json, init_ray
 
     path = run_dir / "eval" / "latency.json"
@@ -200,9 +210,10 @@ def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[st
     init_ray(cfg.runtime)
     request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
                              sample_batches(dev_ids, cfg.eval.batch_sizes, pad_id, cfg.seed), cfg.eval.latency_runs,
-                             max(1, int(cfg.search.cpus_per_trial)))
+                             max(1, int(cfg.search.cpus_per_trial)), str(run_dir), storage.remote_of(run_dir))
     result = {**measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial,
                                    cfg.search.resources_per_trial),
               "settings": settings}
     atomic_write_json(path, result)
+    storage.push(run_dir, "eval/latency.json")
     return result

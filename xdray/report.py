@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from xdray import storage
 from xdray.config import CostConfig, ExperimentConfig
 from xdray.runtime import atomic_write_json, publish_directory
 from xdray.tuning import TRIALS_DIR, TrialResult, describe, short_name
@@ -304,6 +305,7 @@ def write_report(study: Study, run_dir: Path) -> tuple[Path, list[dict]]:
     best = next((r for r in rows if r["recommended"]), None)
     atomic_write_json(staging / "recommended.json", {"trial_id": best["trial_id"] if best else None, "row": best})
     publish_directory(staging, final)
+    storage.push(run_dir, "report")
     return final, rows
 
 

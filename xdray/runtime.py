@@ -78,16 +78,25 @@ def run_directory(cfg: ExperimentConfig, out: str | None) -> Path:
     """--out if given, else <runtime.storage_path>/<name>, else runs/<name> under the CWD."""
     if out:
         return Path(out).expanduser().resolve()
+    from xdray.storage import CACHE, is_remote
+
     storage = cfg.runtime.storage_path
+    if is_remote(storage):
+        return (CACHE / cfg.name).resolve()  # the local copy; storage holds the run
     root = Path(storage.removeprefix("file://")).expanduser() if storage else Path("runs")
     return (root / cfg.name).resolve()
 
 
 def prepare_run_directory(run_dir: Path, cfg: ExperimentConfig) -> None:
     """Create the run directory and save the resolved config into it."""
+    from xdray import storage
+
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if storage.is_remote(cfg.runtime.storage_path):
+            storage.attach(run_dir, f"{cfg.runtime.storage_path.rstrip('/')}/{cfg.name}")
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        storage.push(run_dir, "config.yaml")
     except OSError as err:
         raise XdrayError(f"run directory {run_dir}: cannot write: {err.strerror or err}") from None
 

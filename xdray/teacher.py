@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from xdray import storage
 from xdray.config import ExperimentConfig, config_to_dict
 from xdray.data.encode import IGNORE_INDEX, Encoded, encode_dataset, require_fast
 from xdray.data.sources import LabelledData
@@ -393,7 +394,10 @@ def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, 
     the same inputs). The directory appears only when complete."""
     teacher_dir = run_dir / "teacher"
     inputs = input_fingerprint(cfg, data)
+    storage.pull(run_dir, "teacher")
     done = existing_teacher(teacher_dir, inputs)
+    if done is None and storage.pull(run_dir, "teacher", refresh=True):  # the local copy was stale
+        done = existing_teacher(teacher_dir, inputs)
     if done is not None:
         log.info("teacher: %s already holds this teacher (inputs %s); skipping", teacher_dir, inputs)
         return done
@@ -423,5 +427,6 @@ def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, 
                                                      "labels": list(data.labels), "data": data.fingerprint})
     publish_directory(model_dir, teacher_dir)
     shutil.rmtree(staging, ignore_errors=True)
+    storage.push(run_dir, "teacher")
     log.info("teacher: saved to %s (fingerprint %s) in %.0fs", teacher_dir, fingerprint, time.time() - started)
     return TeacherOutput(teacher_dir, fingerprint, metrics, skipped=False)

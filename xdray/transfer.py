@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from xdray import storage
 from xdray.config import ExperimentConfig
 from xdray.data.sources import LabelledData, dataset_fingerprint, load_unlabelled, sample_indices
 from xdray.errors import DataError, XdrayError
@@ -432,6 +433,7 @@ def build_from_rows(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, tea
     plan = make_plan(cfg, teacher_dir, teacher_fingerprint, data_fp)
     fingerprint = plan_fingerprint(plan)
     final = run_dir / "transfer" / fingerprint
+    storage.pull(run_dir, f"transfer/{fingerprint}")
     manifest = read_manifest(final)
     if manifest is not None:
         log.info("transfer: %s is complete (%d rows); skipping", final, manifest["rows"])
@@ -452,6 +454,7 @@ def build_from_rows(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, tea
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
+    storage.push(run_dir, f"transfer/{fingerprint}")
     log.info("transfer: %d sentences, %d tokens in %s (%.0fs)", manifest["rows"], manifest["tokens"], final,
              time.time() - started)
     return TransferOutput(final, fingerprint, manifest, skipped=False)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xdray import storage
 from xdray.config import (ExperimentConfig, SchedulerConfig, SearchSpace, SpaceEntry, apply_overrides,
                           config_from_dict, config_to_dict)
 from xdray.errors import ConfigError, XdrayError
@@ -112,9 +113,22 @@ class StudyInputs:
     """What every trial needs from the driver (small, so it travels with the trainable)."""
 
     base: dict
-    run_dir: str
+    run_dir: str  # the local copy of the run directory (the same path on every node)
     teacher_dir: str
     transfers: dict  # transfer_key -> transfer-set path
+    remote: str | None = None  # the run directory on storage, where there is one
+
+
+def _sync_trial_inputs(inputs: StudyInputs, key: str, transfer: str | None) -> None:
+    """On a node that may never have seen this run: pull the teacher, the trial's transfer set and
+    the trial's own progress (storage is the truth: another node may have got further)."""
+    run_dir = Path(inputs.run_dir)
+    storage.attach(run_dir, inputs.remote)
+    storage.pull(run_dir, "teacher")
+    if transfer:
+        storage.pull(run_dir, str(Path(transfer).relative_to(run_dir)))
+    if not storage.pull(run_dir, f"{TRIALS_DIR}/{key}", refresh=True):
+        storage.pull(run_dir, f"{TRIALS_DIR}/{key}/checkpoint", refresh=True)
 
 
 # ----------------------------------------------------------------------------- the trainable
@@ -141,16 +155,21 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
     torch.set_num_threads(max(1, int(cfg.search.cpus_per_trial)))
     seed_everything(cfg.seed)
     key = trial_key(cfg)
-    trial_dir = Path(inputs.run_dir) / TRIALS_DIR / key
+    run_dir = Path(inputs.run_dir)
+    trial_dir = run_dir / TRIALS_DIR / key
     substages = len(expand(cfg.distill.stages))
+    transfer = inputs.transfers.get(transfer_key(cfg)) if needs_transfer(cfg) else None
+    if inputs.remote:
+        _sync_trial_inputs(inputs, key, transfer)
     if not (trial_dir / "metrics.json").exists():
-        transfer = inputs.transfers.get(transfer_key(cfg)) if needs_transfer(cfg) else None
         td = prepare(cfg, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
 
         def report(metrics: dict) -> None:
+            storage.push(run_dir, f"{TRIALS_DIR}/{key}/checkpoint")
             tune.report({**_scalars(metrics), "trial_key": key, "done": False})
 
         run_trial(cfg, trial_dir, td, report=report)  # resumes from trial_dir/checkpoint if there is one
+        storage.push(run_dir, f"{TRIALS_DIR}/{key}")
     final = json.loads((trial_dir / "metrics.json").read_text())
     import ray
 
@@ -196,7 +215,7 @@ def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbo
     from xdray.distill.schedule import expand
 
     run_config = tune.RunConfig(
-        name=TUNE_DIR, storage_path=inputs.run_dir, verbose=verbose,
+        name=TUNE_DIR, storage_path=inputs.remote or inputs.run_dir, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
     tune_config = tune.TuneConfig(
         max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
@@ -224,19 +243,24 @@ def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_
 
     init_ray(cfg.runtime)
     base = config_to_dict(cfg)
-    inputs = StudyInputs(base, str(run_dir), str(teacher_dir), {k: str(v) for k, v in transfers.items()})
-    experiment = run_dir / TUNE_DIR
+    inputs = StudyInputs(base, str(run_dir), str(teacher_dir), {k: str(v) for k, v in transfers.items()},
+                         storage.remote_of(run_dir))
+    experiment = f"{inputs.remote}/{TUNE_DIR}" if inputs.remote else str(run_dir / TUNE_DIR)
     if resume:
-        if not tune.Tuner.can_restore(str(experiment)):
+        if not tune.Tuner.can_restore(experiment):
             raise XdrayError(f"{experiment}: no Tune experiment to resume; run without --resume to start one")
-        tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(cfg, inputs), resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable=_trainable(cfg, inputs), resume_errored=True)
     else:
-        shutil.rmtree(experiment, ignore_errors=True)  # Tune's records only: finished trials live in trials/
+        if not inputs.remote:  # Tune's records only: finished trials live in trials/
+            shutil.rmtree(experiment, ignore_errors=True)
         tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0)
     grid = tuner.fit()
     results = [_result(base, r) for r in grid]
     atomic_write_json(run_dir / TRIALS_DIR / INDEX_FILE,
                       {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
+    storage.push(run_dir, f"{TRIALS_DIR}/{INDEX_FILE}")
+    for result in results:  # finished trials' outputs, for the report on this node
+        storage.pull(run_dir, f"{TRIALS_DIR}/{result.key}", refresh=True)
     return results
 
 

@@ -1,5 +1,5 @@
 """Command line: `xdray run|teacher|transfer|train|tune|config CONFIG [--out DIR] [--set KEY=VALUE ...]`,
-`xdray report|export RUN_DIR`, `xdray predict --model DIR [FILE]`, `xdray bench ...`.
+`xdray report|export RUN_DIR`, `xdray predict --model DIR [FILE]`, `xdray doctor [CONFIG]`, `xdray bench ...`.
 
 Bad input (config, data, model files) prints one clear line and exits with code 2.
 """
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--space", metavar="FILE", help="search-space YAML (default: search.space)")
             command.add_argument("--resume", action="store_true",
                                  help="continue the interrupted Tune experiment in the run directory")
+    doctor = sub.add_parser("doctor", help="check versions, Ray, GPUs, storage and data; say how to fix problems")
+    doctor.add_argument("config", nargs="?", help="an experiment file to check as well")
+    doctor.add_argument("--out", metavar="DIR", help="run directory to check for writing")
     report = sub.add_parser("report", help="frontier table, Pareto set, plots and TensorBoard HParams of a run")
     report.add_argument("run_dir", metavar="RUN_DIR")
     export = sub.add_parser("export", help="export the recommended (or a chosen) student for serving")
@@ -282,6 +285,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from xdray.doctor import render, run_checks
+
+    checks = run_checks(args.config, args.out)
+    sys.stdout.write(render(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Every stage: teacher, transfer set, Tune study, latency, report, export of the recommended
     student. Each skips itself when its output is current, so a rerun resumes."""
@@ -300,7 +311,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "train": cmd_train, "tune": cmd_tune,
-    "report": cmd_report, "export": cmd_export, "predict": cmd_predict, "config": cmd_config, "bench": cmd_bench,
+    "report": cmd_report, "export": cmd_export, "doctor": cmd_doctor, "predict": cmd_predict, "config": cmd_config, "bench": cmd_bench,
 }
 
 

@@ -1,0 +1,42 @@
+"""`xdray doctor`: what it finds, and that each finding names the fix."""
+
+import subprocess
+import sys
+
+from conftest import REPO, tiny_raw
+from xdray.doctor import check_data, check_ray, check_storage, render, run_checks
+
+
+def test_a_good_experiment_passes(write_experiment, tmp_path):
+    checks = run_checks(str(write_experiment(tiny_raw())), str(tmp_path / "run"))
+    assert {c.name for c in checks} >= {"python", "torch", "ray", "gpus", "config", "storage", "data"}
+    assert all(c.ok for c in checks), render(checks)
+
+
+def test_findings_name_the_problem_and_the_fix(write_experiment, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    storage = check_storage(blocked / "run", None)
+    assert not storage.ok and "cannot write" in storage.detail and "--out" in storage.fix
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train-en.tsv").write_text("John\tB-PERSON\n", encoding="utf-8")
+    (corpus / "dev-en.tsv").write_text("John\tB-PER\n", encoding="utf-8")
+    from xdray.config import load_experiment
+
+    cfg = load_experiment(write_experiment(tiny_raw(data__labelled={"source": "iob", "path": "corpus",
+                                                                    "languages": ["en"]})))
+    data = check_data(cfg)
+    assert not data.ok and "train-en.tsv:1: unknown tag 'B-PERSON'" in data.detail
+
+    ray = check_ray("127.0.0.1:1")  # nothing listens there
+    assert not ray.ok and "cannot connect" in ray.detail and "ray status" in ray.fix
+
+
+def test_cli_exits_1_on_a_bad_config(write_experiment):
+    path = write_experiment(tiny_raw(student={"hiden_size": 3}))
+    result = subprocess.run([sys.executable, "-m", "xdray", "doctor", str(path)], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 1
+    assert "FAIL config" in result.stdout and "student.hiden_size: unknown key" in result.stdout

@@ -125,3 +125,9 @@ def test_storage_path_accepts_directories_and_file_uris(tmp_path):
     raw["runtime"]["storage_path"] = "s3://bucket/runs"
     with pytest.raises(ConfigError, match="runtime.storage_path: s3:// is not supported yet"):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "../etc", "a/b", ""])
+def test_experiment_names_cannot_leave_the_runs_directory(name):
+    with pytest.raises(ConfigError, match="name: must be a non-empty name"):
+        config_from_dict({"name": name})

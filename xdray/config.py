@@ -345,8 +345,9 @@ class ExperimentConfig:
     base_dir: str = "."
 
     def __post_init__(self) -> None:
-        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
-                f"must be a non-empty name of letters, digits, '-', '_' or '.', got {self.name!r}")
+        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name) and not self.name.startswith("."),
+                "name", f"must be a non-empty name of letters, digits, '-', '_' or '.' that does not start with "
+                f"'.' (it names the run directory), got {self.name!r}")
 
     def resolve_path(self, path: str) -> Path:
         """A path from the config: absolute as given, relative to the experiment file otherwise."""

@@ -123,7 +123,9 @@ def test_storage_path_accepts_directories_and_file_uris(tmp_path):
     raw["runtime"]["storage_path"] = str(tmp_path / "nfs")
     assert run_directory(config_from_dict(raw), None) == tmp_path / "nfs" / "exp"
     raw["runtime"]["storage_path"] = "s3://bucket/runs"
-    with pytest.raises(ConfigError, match="runtime.storage_path: s3:// is not supported yet"):
+    assert config_from_dict(raw).runtime.storage_path == "s3://bucket/runs"  # through pyarrow
+    raw["runtime"]["storage_path"] = "ftp://host/runs"
+    with pytest.raises(ConfigError, match="runtime.storage_path: ftp:// is not a storage xdray can use"):
         config_from_dict(raw)
 
 

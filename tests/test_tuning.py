@@ -315,3 +315,25 @@ def test_mbert_reference_has_mbert_size():
 
     model = reference_teacher("mbert-base", num_labels=7)
     assert round(count_parameters(model) / 1e6, 1) == 177.3
+
+
+@pytest.mark.slow
+def test_a_killed_trial_is_retried_from_its_checkpoint(tiny_built, study, tmp_path):
+    """The trial's process dies after sub-stage 2; Tune retries it; it continues from its
+    checkpoint and ends with exactly the metrics of the uninterrupted trial."""
+    from xdray.tuning import KILL_MARKER, run_study, transfer_key, trial_config, trial_key
+
+    cfg, first_run, results, _ = study
+    run = tmp_path / "run"
+    copy_run(tiny_built, run)
+    grid = SearchSpace((SpaceEntry("student.hidden_size", "grid_search", (8,)),))
+    key = trial_key(trial_config(config_to_dict(cfg), {"student.hidden_size": 8}))
+    (run / "trials" / key).mkdir(parents=True)
+    (run / "trials" / key / KILL_MARKER).write_text("2")
+    (done,) = run_study(cfg, grid, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())})
+    assert done.status == "done" and done.key == key
+    assert not (run / "trials" / key / KILL_MARKER).exists(), "the fault was injected"
+    resumed = json.loads((run / "trials" / key / "metrics.json").read_text())
+    whole = json.loads((first_run / "trials" / key / "metrics.json").read_text())
+    assert resumed["dev"] == whole["dev"] and resumed["test"] == whole["test"]
+    assert [h["substage"] for h in resumed["history"]] == [h["substage"] for h in whole["history"]]

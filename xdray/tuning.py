@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ TRIALS_DIR, TUNE_DIR, INDEX_FILE = "trials", "tune", "index.json"
 # and neither do these placement settings of the transfer build.
 TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
 PLACEMENT = {"transfer": ("actors", "batch_size", "micro_batch", "resources_per_actor")}
+KILL_MARKER = ".xdray-kill-after-substage"  # see _fail_if_asked
 
 
 def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict[str, Any]:
@@ -134,6 +136,16 @@ def _sync_trial_inputs(inputs: StudyInputs, key: str, transfer: str | None) -> N
 # ----------------------------------------------------------------------------- the trainable
 
 
+def _fail_if_asked(trial_dir: Path, substage: int) -> None:
+    """Fault injection for tests: a trial directory holding KILL_MARKER with this sub-stage's
+    number loses its process abruptly after that sub-stage (once: the marker goes first), as a
+    preempted node or an OOM kill would."""
+    marker = trial_dir / KILL_MARKER
+    if marker.exists() and marker.read_text().strip() == str(substage):
+        marker.unlink()
+        os._exit(1)
+
+
 def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
@@ -167,6 +179,7 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
         def report(metrics: dict) -> None:
             storage.push(run_dir, f"{TRIALS_DIR}/{key}/checkpoint")
             tune.report({**_scalars(metrics), "trial_key": key, "done": False})
+            _fail_if_asked(trial_dir, metrics["substage_index"])
 
         run_trial(cfg, trial_dir, td, report=report)  # resumes from trial_dir/checkpoint if there is one
         storage.push(run_dir, f"{TRIALS_DIR}/{key}")

@@ -55,6 +55,8 @@ def init_ray(cfg: RuntimeConfig) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
         return
     env = {"TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    if os.environ.get("PYTHONPATH"):  # workers import what the driver imports (e.g. a pinned copy)
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if quiet:
         env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ.update(env)  # Ray Train's controller reads some of these in this process

@@ -161,7 +161,11 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
     from xdray.runtime import seed_everything
 
     cfg = trial_config(inputs.base, params)
-    # The driver has already reported these once; every trial would repeat them.
+    # Sub-stage progress lines reach the driver's log through Ray's log forwarding; the driver has
+    # already reported the encoding warnings once, so trials do not repeat them.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("xdray").setLevel(logging.INFO)
     logging.getLogger("xdray.data.encode").setLevel(logging.ERROR)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(cfg.search.cpus_per_trial)))

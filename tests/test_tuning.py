@@ -304,6 +304,7 @@ def test_export_errors_name_what_is_wrong(report, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "xdray", "export", run, "--trial", "E1-H1-nope"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "--trial E1-H1-nope: no trained student" in bad.stderr
+    assert "trained: E16-H16-" in bad.stderr and ", E16-H8-" in bad.stderr, "it lists what can be exported"
     not_a_model = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", tmp_path],
                                  input="x\n", capture_output=True, text=True, cwd=REPO)
     assert not_a_model.returncode == 2 and "not a saved student" in not_a_model.stderr

@@ -44,9 +44,9 @@ def choose_trial(run_dir: Path, trial: str | None) -> str:
         if Path(trial).name != trial or trial.startswith("."):
             raise XdrayError(f"--trial {trial}: expected a trial id such as E100-H200-1a2b3c4d, not a path")
         if not (run_dir / "trials" / trial / "student").is_dir():
-            known = sorted(p.name for p in (run_dir / "trials").glob("*/student")) if (run_dir / "trials").is_dir() else []
+            known = sorted(p.parent.name for p in (run_dir / "trials").glob("*/student"))
             raise XdrayError(f"--trial {trial}: no trained student in {run_dir / 'trials'}; "
-                             f"trained: {', '.join(p.parent.name for p in map(Path, known)) or 'none'}")
+                             f"trained: {', '.join(known) or 'none'}")
         return trial
     recommended = run_dir / "report" / "recommended.json"
     if not recommended.exists():

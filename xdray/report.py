@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 from xdray import storage
 from xdray.config import CostConfig, ExperimentConfig
 from xdray.runtime import atomic_write_json, publish_directory
-from xdray.tuning import TRIALS_DIR, TrialResult, describe, short_name
+from xdray.tuning import INDEX_FILE, TRIALS_DIR, TrialResult, describe, short_name
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,6 @@ def write_report(study: Study, run_dir: Path) -> tuple[Path, list[dict]]:
 
 
 def load_study(run_dir: Path, cfg: ExperimentConfig, latency: dict) -> Study:
-    from xdray.tuning import read_index
-
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
-    index = json.loads((run_dir / TRIALS_DIR / "index.json").read_text())
-    return Study(cfg, teacher, read_index(run_dir), latency, index["space"])
+    index = json.loads((run_dir / TRIALS_DIR / INDEX_FILE).read_text())
+    return Study(cfg, teacher, [TrialResult(**t) for t in index["trials"]], latency, index["space"])

@@ -152,6 +152,7 @@ def _scalars(metrics: dict) -> dict:
 
 def run_one(params: dict, inputs: StudyInputs) -> None:
     """Tune's function trainable: train (or resume, or just re-report) one grid point."""
+    import ray
     import torch
     from ray import tune
 
@@ -188,8 +189,6 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
         run_trial(cfg, trial_dir, td, report=report)  # resumes from trial_dir/checkpoint if there is one
         storage.push(run_dir, f"{TRIALS_DIR}/{key}")
     final = json.loads((trial_dir / "metrics.json").read_text())
-    import ray
-
     tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
                  "dev_f1_mean": final["dev"]["f1_mean"], "params": final["params"],
                  "node_id": ray.get_runtime_context().get_node_id()})

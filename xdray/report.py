@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 from xdray import storage
 from xdray.config import CostConfig, ExperimentConfig
+from xdray.latency import INT8
 from xdray.runtime import atomic_write_json, publish_directory
 from xdray.tuning import INDEX_FILE, TRIALS_DIR, TrialResult, describe, short_name
 
@@ -70,7 +71,7 @@ def _ratio(numerator: float, denominator: float | None) -> float | None:
 
 
 def _row(study: Study, trial: TrialResult, metrics: dict, int8: bool) -> dict:
-    name = trial.key + ("+int8" if int8 else "")
+    name = trial.key + (INT8 if int8 else "")
     scores = metrics["int8"] if int8 else metrics
     dev, teacher_dev = scores["dev"], study.teacher["dev"]
     lat, params = study.latency["latency_ms"], study.latency["params"]
@@ -105,7 +106,7 @@ def frontier_rows(study: Study, run_dir: Path) -> list[dict]:
             continue
         metrics = json.loads((run_dir / TRIALS_DIR / trial.key / "metrics.json").read_text())
         rows.append(_row(study, trial, metrics, int8=False))
-        if trial.key + "+int8" in study.latency["latency_ms"]:
+        if trial.key + INT8 in study.latency["latency_ms"]:
             rows.append(_row(study, trial, metrics, int8=True))
     slowest = f"latency_ms_b{max(study.batch_sizes)}"
     timed = [r for r in rows if r[slowest] is not None]
@@ -233,7 +234,7 @@ def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention:
             ax.scatter([r[x] for r in group], [r["f1_mean"] for r in group], marker=marker, label=name, zorder=3)
     fp32_x = {r["trial_id"]: r[x] for r in points if not r["int8"]}
     for r in points:
-        if r["int8"] and fp32_x.get(r["trial_id"].removesuffix("+int8")) == r[x]:
+        if r["int8"] and fp32_x.get(r["trial_id"].removesuffix(INT8)) == r[x]:
             continue  # it sits on its fp32 twin; the marker tells it apart
         name = f"{r['embedding_dim']}-{r['hidden_size']}" + (" int8" if r["int8"] else "")
         ax.annotate(name, (r[x], r["f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)

@@ -75,9 +75,24 @@ def test_a_second_study_reuses_finished_trials(study):
 
     cfg, run, results, first_seconds = study
     stamps = {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in results}
-    again = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())})
+    main_index = (run / "trials" / "index.json").read_bytes()
+    again = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())},
+                      study="ablation")
     assert [r.key for r in again] == [r.key for r in results]
     assert {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in again} == stamps
+    # a named study (another space file) keeps its own index; the experiment's own is untouched
+    assert (run / "trials" / "index.json").read_bytes() == main_index
+    assert len(json.loads((run / "studies" / "ablation" / "index.json").read_text())["trials"]) == 2
+
+
+def test_study_names_follow_the_space_file(tmp_path):
+    from xdray.cli import study_name
+    from xdray.config import load_experiment
+
+    cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml")
+    assert study_name(cfg, None) is None
+    assert study_name(cfg, str(REPO / "experiments" / "spaces" / "minilm_grid.yaml")) is None
+    assert study_name(cfg, "experiments/spaces/minilm_stages.yaml") == "minilm_stages"
 
 
 def test_trial_keys_follow_training_settings_only(study):
@@ -144,7 +159,7 @@ def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_buil
     driver.wait()
     finished = {p.parent.name: p.stat().st_mtime_ns for p in (run / "trials").glob("*/metrics.json")}
     assert len(finished) == 1, "the kill should land while the second trial is unfinished"
-    assert not (run / "report").exists()
+    assert not (run / "studies" / "space" / "report").exists()
 
     resumed = xdray(*args, "--resume", env={"RAY_ADDRESS": address})
     output, _ = resumed.communicate(timeout=600)
@@ -154,7 +169,8 @@ def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_buil
     assert len(after) == 2
     for key, stamp in finished.items():
         assert after[key] == stamp, "a finished trial was trained again"
-    assert (run / "report" / "frontier.csv").exists()
+    # --space names the study after the file: its report goes beside, not over, the main one
+    assert (run / "studies" / "space" / "report" / "frontier.csv").exists() and not (run / "report").exists()
 
 
 # ----------------------------------------------------------------------------- latency and report

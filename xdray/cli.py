@@ -7,6 +7,7 @@ Bad input (config, data, model files) prints one clear line and exits with code 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import logging
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--out", metavar="DIR", help="run directory to check for writing")
     report = sub.add_parser("report", help="frontier table, Pareto set, plots and TensorBoard HParams of a run")
     report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--study", metavar="NAME", help="a study over another space file (RUN/studies/NAME), "
+                        "e.g. an ablation; default: the experiment's own")
     export = sub.add_parser("export", help="export the recommended (or a chosen) student for serving")
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--trial", metavar="ID", help="a trial id from frontier.csv (default: the recommended)")
@@ -106,25 +109,31 @@ class Context:
     data: "LabelledData"
 
 
-def _context(args: argparse.Namespace) -> Context:
-    from xdray.data.sources import load_labelled
+def _context(args: argparse.Namespace, unlabelled: bool = True) -> Context:
+    """Config, data and run directory. Every data file is read first (the unlabelled text too,
+    unless the command builds no transfer set): bad data fails before anything is written, not
+    after an hour of teacher fine-tuning."""
+    from xdray.data.sources import check_unlabelled, load_labelled
     from xdray.runtime import prepare_run_directory, run_directory, seed_everything
 
     cfg = _load(args)
-    run_dir = run_directory(cfg, args.out)
-    prepare_run_directory(run_dir, cfg)
     seed_everything(cfg.seed)
     data = load_labelled(cfg)
+    if unlabelled:
+        check_unlabelled(cfg, data)
+    run_dir = run_directory(cfg, args.out)
+    prepare_run_directory(run_dir, cfg)
     log.info("data %s: %s sentences over %d languages", data.fingerprint,
              ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()), len(data.languages))
     return Context(cfg, run_dir, data)
 
 
 def _teacher(ctx: Context):
-    from xdray.runtime import progress_enabled
+    from xdray.runtime import progress_enabled, save_run_config
     from xdray.teacher import run_teacher_stage
 
     result = run_teacher_stage(ctx.cfg, ctx.data, ctx.run_dir, progress_enabled(ctx.cfg.runtime.progress))
+    save_run_config(ctx.run_dir, ctx.cfg)  # only once the data and the teacher are known to be good
     dev = result.metrics["dev"]
     print(f"teacher {'(cached) ' if result.skipped else ''}{result.path}: dev F1 mean "
           f"{dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
@@ -144,7 +153,7 @@ def _transfer(ctx: Context, teacher):
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    _teacher(_context(args))
+    _teacher(_context(args, unlabelled=False))
     return 0
 
 
@@ -194,8 +203,9 @@ def _tune(ctx: Context, space_file: str | None, resume: bool) -> int:
     teacher = _teacher(ctx)
     transfers = {transfer_key(v): _transfer(Context(v, ctx.run_dir, ctx.data), teacher).path
                  for v in variants if needs_transfer(v) or "distill.stages" in space.keys}
+    study = study_name(ctx.cfg, space_file)
     results = run_study(ctx.cfg, space, ctx.run_dir, teacher.path, transfers,
-                        resume=resume, progress=progress_enabled(ctx.cfg.runtime.progress))
+                        resume=resume, progress=progress_enabled(ctx.cfg.runtime.progress), study=study)
     failed = [r for r in results if r.status == "error"]
     print(f"tune {ctx.run_dir / 'tune'}: {len(results)} trials, "
           + ", ".join(f"{n} {status}" for status in ("done", "stopped", "error")
@@ -204,11 +214,20 @@ def _tune(ctx: Context, space_file: str | None, resume: bool) -> int:
         print(f"  trial {r.key} failed: {(r.error or '').splitlines()[0] if r.error else ''}", file=sys.stderr)
     if len(failed) == len(results):
         raise XdrayError(f"every trial failed; see {ctx.run_dir / 'tune'} for the logs")
-    _report(ctx.cfg, ctx.run_dir, ctx.data, teacher.path)
+    _report(ctx.cfg, ctx.run_dir, ctx.data, teacher.path, study)
     return 1 if failed else 0
 
 
-def _report(cfg: "ExperimentConfig", run_dir: Path, data: "LabelledData", teacher_dir: Path) -> None:
+def study_name(cfg: "ExperimentConfig", space_file: str | None) -> str | None:
+    """None for the experiment's own study (search.space); the file's stem for another space
+    file, whose index and report then go to RUN/studies/<stem>/."""
+    if space_file is None or (cfg.search.space and Path(space_file).resolve() == cfg.resolve_path(cfg.search.space).resolve()):
+        return None
+    return Path(space_file).stem
+
+
+def _report(cfg: "ExperimentConfig", run_dir: Path, data: "LabelledData", teacher_dir: Path,
+            study: str | None = None) -> None:
     from transformers import AutoTokenizer
 
     from xdray.data.encode import encode_dataset
@@ -216,11 +235,11 @@ def _report(cfg: "ExperimentConfig", run_dir: Path, data: "LabelledData", teache
     from xdray.report import load_study, write_report
     from xdray.tuning import read_index
 
-    keys = [t.key for t in read_index(run_dir) if t.status == "done"]
+    keys = [t.key for t in read_index(run_dir, study)[0] if t.status == "done"]
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     dev_ids = encode_dataset(tokenizer, data.splits["dev"], cfg.data.max_length, with_labels=False).input_ids
-    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev_ids, tokenizer.pad_token_id)
-    path, rows = write_report(load_study(run_dir, cfg, latency), run_dir)
+    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev_ids, tokenizer.pad_token_id, study)
+    path, rows = write_report(load_study(run_dir, cfg, latency, study), run_dir, study)
     best = next((r for r in rows if r["recommended"]), None)
     print(f"report {path}: {len(rows)} frontier rows, {sum(r['pareto'] for r in rows)} on the Pareto front; "
           + (f"recommended {best['trial_id']} (dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
@@ -238,7 +257,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir).resolve()
     _pull_run(run_dir)
     cfg = load_run_config(run_dir)
-    _report(cfg, run_dir, load_labelled(cfg), run_dir / "teacher")
+    _report(cfg, run_dir, load_labelled(cfg), run_dir / "teacher", args.study)
     return 0
 
 
@@ -249,9 +268,9 @@ def _pull_run(run_dir: Path) -> None:
 
     if storage.remote_of(run_dir) is None:
         return
-    for part in ("config.yaml", "teacher", "trials/index.json", "eval/latency.json", "report"):
+    for part in ("config.yaml", "teacher", "trials/index.json", "eval/latency.json", "report", "studies"):
         storage.pull(run_dir, part, refresh=True)
-    for trial in read_index(run_dir):
+    for trial in read_index(run_dir)[0]:
         storage.pull(run_dir, f"trials/{trial.key}", refresh=True)
 
 
@@ -315,6 +334,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+# Errors of the machine, not of xdray: a read-only or full disk, a file where a directory should be.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING)
@@ -330,8 +353,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
-    except XdrayError as err:
-        print(f"xdray: error: {err}", file=sys.stderr)
+    except XdrayError as err:  # one line, even where a library's message spans several
+        print("xdray: error: " + " ".join(line.strip() for line in str(err).splitlines() if line.strip()), file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in UNWRITABLE or not err.filename:
+            raise
+        print(f"xdray: error: cannot write {err.filename}: {err.strerror}; check that the run directory "
+              "is writable and its disk has space, then rerun: finished stages are kept", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xdray: interrupted", file=sys.stderr)

@@ -191,14 +191,15 @@ def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float, resour
 
 
 def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[str], dev_ids: Sequence,
-                  pad_id: int) -> dict:
+                  pad_id: int, study: str | None = None) -> dict:
     """Time the teacher (and the reference), every finished student and its int8 variant, in one
-    Ray task with a trial's resources; cached in RUN/eval/latency.json for the same models and
-    settings."""
+    Ray task with a trial's resources; cached (RUN/eval/latency.json for the experiment's own
+    study) for the same models and settings."""
     from xdray import storage
     from xdray.runtime import atomic_write_json, init_ray
+    from xdray.tuning import study_path
 
-    path = run_dir / "eval" / "latency.json"
+    path = study_path(run_dir, study, "eval/latency.json")
     students = {key: str(run_dir / "trials" / key / "student") for key in trial_keys}
     settings = {"students": sorted(students), "batch_sizes": list(cfg.eval.batch_sizes), "runs": cfg.eval.latency_runs,
                 "reference": cfg.eval.reference_teacher, "cpus": cfg.search.cpus_per_trial,
@@ -215,5 +216,5 @@ def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[st
                                    cfg.search.resources_per_trial),
               "settings": settings}
     atomic_write_json(path, result)
-    storage.push(run_dir, "eval/latency.json")
+    storage.push(run_dir, str(path.relative_to(run_dir)))
     return result

@@ -20,7 +20,7 @@ from xdray import storage
 from xdray.config import CostConfig, ExperimentConfig
 from xdray.latency import INT8
 from xdray.runtime import atomic_write_json, publish_directory
-from xdray.tuning import INDEX_FILE, TRIALS_DIR, TrialResult, describe, short_name
+from xdray.tuning import TRIALS_DIR, TrialResult, describe, read_index, short_name, study_path
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +284,12 @@ def write_tensorboard(rows: list[dict], figures: dict, text: str, directory: Pat
         writer.add_text("frontier/table", text)
 
 
-def write_report(study: Study, run_dir: Path) -> tuple[Path, list[dict]]:
-    """Build RUN/report/ in a staging directory and publish it; returns (path, rows)."""
+def write_report(study: Study, run_dir: Path, name: str | None = None) -> tuple[Path, list[dict]]:
+    """Build the study's report (RUN/report/ for the experiment's own) in a staging directory and
+    publish it; returns (path, rows)."""
     rows = frontier_rows(study, run_dir)
-    final = run_dir / "report"
-    staging = run_dir / "report.partial"
+    final = study_path(run_dir, name, "report")
+    staging = final.with_name("report.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     write_csv(rows, staging / "frontier.csv")
@@ -306,11 +307,11 @@ def write_report(study: Study, run_dir: Path) -> tuple[Path, list[dict]]:
     best = next((r for r in rows if r["recommended"]), None)
     atomic_write_json(staging / "recommended.json", {"trial_id": best["trial_id"] if best else None, "row": best})
     publish_directory(staging, final)
-    storage.push(run_dir, "report")
+    storage.push(run_dir, str(final.relative_to(run_dir)))
     return final, rows
 
 
-def load_study(run_dir: Path, cfg: ExperimentConfig, latency: dict) -> Study:
+def load_study(run_dir: Path, cfg: ExperimentConfig, latency: dict, name: str | None = None) -> Study:
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
-    index = json.loads((run_dir / TRIALS_DIR / INDEX_FILE).read_text())
-    return Study(cfg, teacher, [TrialResult(**t) for t in index["trials"]], latency, index["space"])
+    trials, space = read_index(run_dir, name)
+    return Study(cfg, teacher, trials, latency, space)

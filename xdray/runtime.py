@@ -90,17 +90,26 @@ def run_directory(cfg: ExperimentConfig, out: str | None) -> Path:
 
 
 def prepare_run_directory(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Create the run directory and save the resolved config into it."""
+    """Create the run directory (attached to its storage) and check that it takes files."""
     from xdray import storage
 
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if storage.is_remote(cfg.runtime.storage_path):
             storage.attach(run_dir, f"{cfg.runtime.storage_path.rstrip('/')}/{cfg.name}")
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-        storage.push(run_dir, "config.yaml")
+        with tempfile.TemporaryFile(dir=run_dir, prefix=".xdray-write-probe."):
+            pass
     except OSError as err:
         raise XdrayError(f"run directory {run_dir}: cannot write: {err.strerror or err}") from None
+
+
+def save_run_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """RUN/config.yaml: the resolved config of the last command that got past its inputs (what
+    `xdray report` and `xdray export` read back)."""
+    from xdray import storage
+
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    storage.push(run_dir, "config.yaml")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

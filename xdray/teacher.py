@@ -85,7 +85,7 @@ def load_tokenizer(ref: str, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(ref, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise TeacherError(f"teacher.model: cannot load a tokenizer from {ref!r}: {err}") from None
+        raise TeacherError(f"teacher.model: cannot load a tokenizer from {ref!r}: {err}{_hub_hint(ref)}") from None
     require_fast(tokenizer)
     return tokenizer
 
@@ -98,7 +98,12 @@ def load_token_classifier(ref: str, trust_remote_code: bool = False, **kwargs: A
         return AutoModelForTokenClassification.from_pretrained(
             ref, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError) as err:
-        raise TeacherError(f"teacher.model: cannot load {ref!r} as a token classifier: {err}") from None
+        raise TeacherError(f"teacher.model: cannot load {ref!r} as a token classifier: {err}{_hub_hint(ref)}") from None
+
+
+def _hub_hint(ref: str) -> str:
+    return "" if Path(ref).is_dir() else (" (teacher.model was read as a Hugging Face hub id: write a local "
+                                          "directory as ./path or /path)")
 
 
 def check_label_map(model, labels: Sequence[str], ref: str) -> None:
@@ -402,11 +407,11 @@ def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, 
         log.info("teacher: %s already holds this teacher (inputs %s); skipping", teacher_dir, inputs)
         return done
     started = time.time()
+    model, tokenizer = initial_teacher(cfg, data)  # bad model files fail before anything is written
     staging = run_dir / f".teacher.staging-{inputs}"
     shutil.rmtree(staging, ignore_errors=True)
     model_dir, init_dir = staging / "model", staging / "init"
     model_dir.mkdir(parents=True)
-    model, tokenizer = initial_teacher(cfg, data)
     encoded = encode_splits(tokenizer, data, cfg.data.max_length)
     if cfg.teacher.finetune.epochs > 0:
         model.save_pretrained(init_dir, safe_serialization=True)

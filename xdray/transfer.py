@@ -420,6 +420,18 @@ def read_manifest(path: Path) -> dict | None:
     return manifest if manifest.get("complete") else None
 
 
+def check_existing(final: Path, plan: Plan) -> dict:
+    """The manifest of a finished set, after checking it is this plan's and its shards are whole:
+    a damaged set is reported here, not halfway through a trial."""
+    from xdray.transfer_reader import TransferSet
+
+    expect = {"teacher_fingerprint": plan.teacher_fingerprint, "layer": plan.layer, "data_fingerprint": plan.data_fingerprint}
+    try:
+        return TransferSet(final, expect=expect).manifest
+    except TransferSetError as err:
+        raise TransferSetError(f"{err}; delete {final} and rerun `xdray transfer` to rebuild it") from None
+
+
 def build_transfer_set(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, teacher_fingerprint: str,
                        labelled: LabelledData) -> TransferOutput:
     """Build (or resume, or skip) the transfer set for this teacher, data and layer."""
@@ -434,8 +446,8 @@ def build_from_rows(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, tea
     fingerprint = plan_fingerprint(plan)
     final = run_dir / "transfer" / fingerprint
     storage.pull(run_dir, f"transfer/{fingerprint}")
-    manifest = read_manifest(final)
-    if manifest is not None:
+    if read_manifest(final) is not None:
+        manifest = check_existing(final, plan)
         log.info("transfer: %s is complete (%d rows); skipping", final, manifest["rows"])
         return TransferOutput(final, fingerprint, manifest, skipped=True)
     staging = run_dir / "transfer" / f"{fingerprint}.partial"

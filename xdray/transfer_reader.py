@@ -62,6 +62,10 @@ def _rows(record: pa.RecordBatch, num_labels: int, hidden_dim: int) -> list[tupl
     return out
 
 
+def _columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{field.name}: {field.type}" for field in schema)
+
+
 class TransferSet:
     """A complete transfer set on disk, checked against what the caller expects of it."""
 
@@ -102,7 +106,7 @@ class TransferSet:
                                        f"{meta.metadata.num_rows} rows, the manifest says {entry['rows']}")
             if not meta.schema_arrow.equals(expected):
                 raise TransferSetError(f"transfer set {self.path}: shard {entry['file']} has schema "
-                                       f"{meta.schema_arrow}, expected {expected}")
+                                       f"({_columns(meta.schema_arrow)}), expected ({_columns(expected)})")
 
     @property
     def rows(self) -> int:

@@ -6,7 +6,9 @@ returns at once, so re-running an experiment only trains what is missing. Each f
 is reported to Tune and checkpointed in RUN/trials/<key>/checkpoint/; a failed trial is retried
 (`search.max_failures`) and continues from there, and `xdray tune --resume` continues an
 interrupted experiment with `Tuner.restore`. Tune's own records live in RUN/tune/;
-RUN/trials/index.json lists the trials of the latest study for the report.
+RUN/trials/index.json lists the trials of the experiment's own study for the report; a study over
+another space file (an ablation) gets RUN/studies/<file stem>/ for its index, latency and report,
+while its trials share RUN/trials/ (a trial already trained for one study is reused by the next).
 
 Why the checkpoints are not handed to Tune: with `CheckpointConfig(num_to_keep=k)`, a driver
 killed between Tune deleting an old checkpoint and snapshotting its state leaves a state that
@@ -34,7 +36,14 @@ from xdray.runtime import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-TRIALS_DIR, TUNE_DIR, INDEX_FILE = "trials", "tune", "index.json"
+TRIALS_DIR, TUNE_DIR, INDEX_FILE, STUDIES_DIR = "trials", "tune", "index.json", "studies"
+MAIN_INDEX = f"{TRIALS_DIR}/{INDEX_FILE}"
+
+
+def study_path(run_dir: Path, study: str | None, main: str) -> Path:
+    """A study's file: RUN/<main> for the experiment's own study, RUN/studies/<study>/<basename>
+    for a named one (e.g. main="eval/latency.json" -> RUN/studies/stages/latency.json)."""
+    return run_dir / main if study is None else run_dir / STUDIES_DIR / study / Path(main).name
 # Config sections that decide what a trial trains; the rest (search, eval, report, runtime) do not,
 # and neither do these placement settings of the transfer build.
 TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
@@ -250,9 +259,11 @@ class TrialResult:
 
 
 def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
-              transfers: dict[str, Path], resume: bool = False, progress: bool = False) -> list[TrialResult]:
+              transfers: dict[str, Path], resume: bool = False, progress: bool = False,
+              study: str | None = None) -> list[TrialResult]:
     """Run (or, with resume, continue) the Tune experiment; returns one result per trial and
-    writes RUN/trials/index.json. `transfers`: transfer_key -> transfer set, one per variant."""
+    writes the study's index (RUN/trials/index.json for the experiment's own study).
+    `transfers`: transfer_key -> transfer set, one per variant."""
     from ray import tune
 
     from xdray.runtime import init_ray
@@ -272,9 +283,9 @@ def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_
         tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0)
     grid = tuner.fit()
     results = [_result(base, r) for r in grid]
-    atomic_write_json(run_dir / TRIALS_DIR / INDEX_FILE,
-                      {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
-    storage.push(run_dir, f"{TRIALS_DIR}/{INDEX_FILE}")
+    index = study_path(run_dir, study, MAIN_INDEX)
+    atomic_write_json(index, {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
+    storage.push(run_dir, str(index.relative_to(run_dir)))
     for result in results:  # finished trials' outputs, for the report on this node
         storage.pull(run_dir, f"{TRIALS_DIR}/{result.key}", refresh=True)
     return results
@@ -289,8 +300,10 @@ def _result(base: dict, result) -> TrialResult:
     return TrialResult(key, params, "done" if metrics.get("done") else "stopped", node_id=metrics.get("node_id"))
 
 
-def read_index(run_dir: Path) -> list[TrialResult]:
-    path = run_dir / TRIALS_DIR / INDEX_FILE
+def read_index(run_dir: Path, study: str | None = None) -> tuple[list[TrialResult], list[str]]:
+    """The study's trials and searched keys."""
+    path = study_path(run_dir, study, MAIN_INDEX)
     if not path.exists():
         raise XdrayError(f"{path}: no trials yet; run `xdray tune` (or `xdray run`) first")
-    return [TrialResult(**t) for t in json.loads(path.read_text())["trials"]]
+    index = json.loads(path.read_text())
+    return [TrialResult(**t) for t in index["trials"]], index["space"]

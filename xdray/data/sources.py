@@ -241,6 +241,11 @@ def _unlabelled_rows(src: UnlabelledConfig, cfg: ExperimentConfig, labelled: Lab
     return rows
 
 
+def check_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> int:
+    """Read every unlabelled source (raising DataError on a bad one); the number of sentences."""
+    return sum(len(_unlabelled_rows(src, cfg, labelled)) for src in cfg.data.unlabelled)
+
+
 def load_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> datasets.Dataset:
     """All unlabelled sources of the experiment, concatenated in config order."""
     rows: list[dict[str, Any]] = []

@@ -46,9 +46,14 @@ def write_corpus(corpus: Path) -> None:
             (corpus / f"{split}-{lang}.tsv").write_text("".join(sentence(lang, i) for i in range(n)), encoding="utf-8")
 
 
-def base_raw() -> dict:
-    return tiny_raw(data__labelled={"source": "iob", "path": "corpus", "languages": list(LANGS)},
-                    teacher__finetune={"epochs": 0})
+def base_raw(**sections) -> dict:
+    """The tiny experiment on corpus/; `sections` override as tiny_raw takes them (dotted with __)."""
+    return tiny_raw(**{"data__labelled": {"source": "iob", "path": "corpus", "languages": list(LANGS)},
+                       "teacher__finetune": {"epochs": 0}, **sections})
+
+
+def write_bytes(path: Path, content: str | bytes) -> None:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +78,7 @@ def snapshot(run: Path) -> dict[str, str]:
 
 def data_file(name: str, content: str | bytes) -> Callable[[Path], list[str]]:
     def setup(case: Path) -> list[str]:
-        path = case / "corpus" / name
-        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        write_bytes(case / "corpus" / name, content)
         return ["teacher", str(case / "exp.yaml")]
     return setup
 
@@ -82,14 +86,7 @@ def data_file(name: str, content: str | bytes) -> Callable[[Path], list[str]]:
 def experiment(command: str = "train", **sections) -> Callable[[Path], list[str]]:
     """Rewrite exp.yaml with `sections` merged in (dotted with __, as tiny_raw takes them)."""
     def setup(case: Path) -> list[str]:
-        raw = base_raw()
-        for dotted, value in sections.items():
-            node = raw
-            *parents, last = dotted.split("__")
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[last] = value
-        (case / "exp.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+        (case / "exp.yaml").write_text(yaml.safe_dump(base_raw(**sections), allow_unicode=True))
         return [command, str(case / "exp.yaml")]
     return setup
 
@@ -98,8 +95,7 @@ def unlabelled_file(name: str, content: str | bytes) -> Callable[[Path], list[st
     """A text file of unlabelled sentences added as a transfer-set source; `xdray train` reads it
     up front, before the teacher stage."""
     def setup(case: Path) -> list[str]:
-        path = case / "corpus" / name
-        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        write_bytes(case / "corpus" / name, content)
         return experiment(data__unlabelled=[{"source": "labelled"}, {"source": "text", "path": f"corpus/{name}"}])(case)
     return setup
 

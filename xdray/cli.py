@@ -255,14 +255,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from xdray.data.sources import load_labelled
 
     run_dir = Path(args.run_dir).resolve()
-    _pull_run(run_dir)
+    _pull_run(run_dir, args.study)
     cfg = load_run_config(run_dir)
     _report(cfg, run_dir, load_labelled(cfg), run_dir / "teacher", args.study)
     return 0
 
 
-def _pull_run(run_dir: Path) -> None:
-    """Where RUN_DIR is the local copy of a run on storage: fetch what report and export read."""
+def _pull_run(run_dir: Path, study: str | None = None) -> None:
+    """Where RUN_DIR is the local copy of a run on storage: fetch what report and export read
+    (for a named study, its index and the trials it lists)."""
     from xdray import storage
     from xdray.tuning import read_index
 
@@ -270,7 +271,7 @@ def _pull_run(run_dir: Path) -> None:
         return
     for part in ("config.yaml", "teacher", "trials/index.json", "eval/latency.json", "report", "studies"):
         storage.pull(run_dir, part, refresh=True)
-    for trial in read_index(run_dir)[0]:
+    for trial in read_index(run_dir, study)[0]:
         storage.pull(run_dir, f"trials/{trial.key}", refresh=True)
 
 

@@ -39,16 +39,17 @@ log = logging.getLogger(__name__)
 TRIALS_DIR, TUNE_DIR, INDEX_FILE, STUDIES_DIR = "trials", "tune", "index.json", "studies"
 MAIN_INDEX = f"{TRIALS_DIR}/{INDEX_FILE}"
 
-
-def study_path(run_dir: Path, study: str | None, main: str) -> Path:
-    """A study's file: RUN/<main> for the experiment's own study, RUN/studies/<study>/<basename>
-    for a named one (e.g. main="eval/latency.json" -> RUN/studies/stages/latency.json)."""
-    return run_dir / main if study is None else run_dir / STUDIES_DIR / study / Path(main).name
 # Config sections that decide what a trial trains; the rest (search, eval, report, runtime) do not,
 # and neither do these placement settings of the transfer build.
 TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
 PLACEMENT = {"transfer": ("actors", "batch_size", "micro_batch", "resources_per_actor")}
 KILL_MARKER = ".xdray-kill-after-substage"  # see _fail_if_asked
+
+
+def study_path(run_dir: Path, study: str | None, main: str) -> Path:
+    """A study's file: RUN/<main> for the experiment's own study, RUN/studies/<study>/<basename>
+    for a named one (e.g. main="eval/latency.json" -> RUN/studies/stages/latency.json)."""
+    return run_dir / main if study is None else run_dir / STUDIES_DIR / study / Path(main).name
 
 
 def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict[str, Any]:

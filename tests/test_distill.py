@@ -24,7 +24,22 @@ def test_rep_loss_in_pca_space():
     components = torch.tensor([[1.0, 0.0, 0.0]])  # r = 1
     hidden = torch.tensor([[[3.0]]])
     # (projection - mean) @ components.T = 1; (1 - 3)^2 = 4
-    assert rep_loss(projection, hidden, torch.tensor([[True]]), (mean, components)).item() == pytest.approx(4.0)
+    assert rep_loss(projection, hidden, torch.tensor([[True]]), (mean, components), linear=True).item() == \
+        pytest.approx(4.0)
+    # the paper's GELU first: (gelu(2) - 1 - 3)^2
+    gelu_2 = 2.0 * 0.5 * (1.0 + math.erf(2.0 / math.sqrt(2.0)))
+    assert rep_loss(projection, hidden, torch.tensor([[True]]), (mean, components)).item() == \
+        pytest.approx((gelu_2 - 4.0) ** 2, rel=1e-5)
+
+
+def test_rep_loss_linear_reaches_negative_teacher_states():
+    """A GELU never goes below about -0.17: the paper's RepLoss cannot match a teacher state of -1
+    whatever the projection, the linear variant matches it exactly."""
+    hidden = torch.full((1, 1, 4), -1.0)
+    mask = torch.tensor([[True]])
+    best_gelu = min(rep_loss(torch.full((1, 1, 4), x), hidden, mask).item() for x in torch.linspace(-5, 5, 201))
+    assert best_gelu > 0.8 ** 2  # (-0.17 - (-1))^2 = 0.69
+    assert rep_loss(hidden.clone(), hidden, mask, linear=True).item() == 0.0
 
 
 def test_logit_loss_mse_and_kl():

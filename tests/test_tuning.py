@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import REPO, built_raw
-from xdray.config import SearchSpace, SpaceEntry, config_from_dict, config_to_dict
+from xdray.config import SearchSpace, SpaceEntry, config_from_dict, config_to_dict, load_experiment
 
 FAST_STAGES = [
     {"name": "representation", "loss": "rep", "unfreeze": "all", "max_epochs": 1},
@@ -104,6 +104,16 @@ def test_trial_keys_follow_training_settings_only(study):
     assert trial_key(trial_config(base, {"eval.latency_runs": 50, "search.cpus_per_trial": 2})) == key
     assert trial_key(trial_config(base, {"student.dropout": 0.3})) != key
     assert trial_key(trial_config(base, {"seed": 1})) != key
+    assert trial_key(trial_config(base, {"student.rep_projection": "linear"})) != key
+
+
+def test_trial_keys_survive_new_settings():
+    """The key the English MiniLM study's E100-H200 trained under before student.rep_projection
+    existed: a setting added later (tuning.ADDED_SETTINGS) must not orphan trials of existing runs."""
+    from xdray.tuning import trial_key
+
+    cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml")
+    assert trial_key(cfg) == "E100-H200-b7d3c04e"
 
 
 def test_transfer_variants_one_per_transfer_setting(study, tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -164,16 +163,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from xdray.config import config_to_dict
     from xdray.distill.trial import prepare, run_trial
-    from xdray.tuning import needs_transfer
+    from xdray.tuning import needs_transfer, trial_key
 
     ctx = _context(args)
     teacher = _teacher(ctx)
     transfer = _transfer(ctx, teacher) if needs_transfer(ctx.cfg) else None
-    s = ctx.cfg.student
-    plan = hashlib.sha256(json.dumps(config_to_dict(ctx.cfg.distill), sort_keys=True).encode()).hexdigest()[:6]
-    trial_dir = ctx.run_dir / "train" / f"E{s.embedding_dim}-H{s.hidden_size}-{s.init}-{plan}"
+    trial_dir = ctx.run_dir / "train" / trial_key(ctx.cfg)  # a changed setting never resumes another's checkpoint
     td = prepare(ctx.cfg, teacher.path, transfer.path if transfer else None, ctx.data)
     final = run_trial(ctx.cfg, trial_dir, td)
     dev, teacher_f1 = final["dev"], teacher.metrics["dev"]["f1_mean"]

@@ -203,6 +203,10 @@ class StudentConfig:
     hidden_size: int = 200  # per LSTM direction
     dropout: float = 0.2
     init: Literal["svd", "pca", "random"] = "svd"
+    # What RepLoss compares with the teacher's states: GELU(projection) as in the paper, or the
+    # linear projection, which can also match the teacher's negative values (the classifier reads
+    # the GELU either way).
+    rep_projection: Literal["gelu", "linear"] = "gelu"
 
     def __post_init__(self) -> None:
         _positive(self, "embedding_dim", "hidden_size")

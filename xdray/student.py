@@ -2,7 +2,7 @@
 embedding initialisation from the teacher, and save/load as a self-contained directory.
 
 Student: Embedding(V, E) -> dropout -> BiLSTM(E, H per direction) -> dropout
-         -> Dense(2H -> D, GELU) (the projection matched to the teacher's hidden states)
+         -> Dense(2H -> D) (the projection matched to the teacher's hidden states) -> GELU
          -> dropout -> Dense(D -> labels).
 """
 
@@ -44,7 +44,7 @@ class BiLSTMStudent(nn.Module):
         self.dropout = nn.Dropout(spec.dropout)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids (B, T) student ids, lengths (B,) -> projection (B, T, D), logits (B, T, C).
+        """ids (B, T) student ids, lengths (B,) -> projection before its GELU (B, T, D), logits (B, T, C).
 
         Sequences are packed, so the LSTM never runs over padding.
         """
@@ -52,8 +52,8 @@ class BiLSTMStudent(nn.Module):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # (B, T, 2H)
-        projection = nn.functional.gelu(self.projection(self.dropout(out)))  # (B, T, D)
-        return projection, self.output(self.dropout(projection))
+        projection = self.projection(self.dropout(out))  # (B, T, D)
+        return projection, self.output(self.dropout(nn.functional.gelu(projection)))
 
     def groups(self) -> dict[str, nn.Module]:
         return {"output": self.output, "projection": self.projection, "lstm": self.lstm, "embedding": self.embedding}

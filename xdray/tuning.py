@@ -43,6 +43,9 @@ MAIN_INDEX = f"{TRIALS_DIR}/{INDEX_FILE}"
 # and neither do these placement settings of the transfer build.
 TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
 PLACEMENT = {"transfer": ("actors", "batch_size", "micro_batch", "resources_per_actor")}
+# Settings added after runs existed, with the default that reproduces the old behaviour: a trial at
+# that default keeps the key it had before the setting existed, so its results are reused.
+ADDED_SETTINGS = {"student": {"rep_projection": "gelu"}}
 KILL_MARKER = ".xdray-kill-after-substage"  # see _fail_if_asked
 
 
@@ -116,6 +119,8 @@ def trial_key(cfg: ExperimentConfig) -> str:
     settings = {name: config_to_dict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
     for section, keys in PLACEMENT.items():
         settings[section] = {k: v for k, v in settings[section].items() if k not in keys}
+    for section, defaults in ADDED_SETTINGS.items():
+        settings[section] = {k: v for k, v in settings[section].items() if k not in defaults or defaults[k] != v}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"E{cfg.student.embedding_dim}-H{cfg.student.hidden_size}-{digest}"
 

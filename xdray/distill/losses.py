@@ -19,10 +19,14 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 
 def rep_loss(projection: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor,
-             pca: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """RepLoss: masked MSE between the student's projection (B, T, D) and the teacher's stored
-    hidden states (B, T, D); with a PCA basis (mean (D,), components (r, D)) the projection is
-    mapped into the same r-dim space as the stored targets (B, T, r) first."""
+             pca: tuple[torch.Tensor, torch.Tensor] | None = None, linear: bool = False) -> torch.Tensor:
+    """RepLoss: masked MSE between the student's projection (B, T, D), given before its GELU, and
+    the teacher's stored hidden states (B, T, D). The paper compares GELU(projection); `linear`
+    compares the projection itself, which can reach the teacher's negative states: a GELU never
+    goes below -0.17, while about 40% of a fine-tuned BERT's last-layer values do. With a PCA basis
+    (mean (D,), components (r, D)) the result is mapped into the stored r-dim space (B, T, r) first."""
+    if not linear:
+        projection = F.gelu(projection)
     if pca is not None:
         mean, components = pca
         projection = (projection - mean) @ components.T  # (B, T, r)

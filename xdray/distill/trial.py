@@ -158,11 +158,11 @@ def steps_per_epoch(td: TrialData, cfg: ExperimentConfig, sub: SubStage) -> int:
     return max(1, int(np.ceil(rows / sub.stage.batch_size)))
 
 
-def loss_of(student: BiLSTMStudent, batch: Batch, sub: SubStage, pca) -> torch.Tensor:
+def loss_of(student: BiLSTMStudent, batch: Batch, cfg: ExperimentConfig, sub: SubStage, pca) -> torch.Tensor:
     batch = batch.to(device_of(student))
     projection, logits = student(batch.ids, batch.lengths)
     if sub.stage.loss == "rep":
-        return rep_loss(projection, batch.hidden, batch.mask, pca)
+        return rep_loss(projection, batch.hidden, batch.mask, pca, cfg.student.rep_projection == "linear")
     if sub.stage.loss == "logit":
         return logit_loss(logits, batch.logits, batch.mask, sub.stage.temperature or None)
     return ce_loss(logits, batch.labels)
@@ -186,7 +186,7 @@ def heldout_loss(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, s
     student.eval()
     total, weight = 0.0, 0
     for batch in batches(td, cfg, sub, "heldout", 0):
-        total += loss_of(student, batch, sub, pca).item() * batch.tokens
+        total += loss_of(student, batch, cfg, sub, pca).item() * batch.tokens
         weight += batch.tokens
     return total / max(weight, 1)
 
@@ -232,7 +232,7 @@ def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig,
     step, train_loss, lr, epochs = 0, 0.0, sub.stage.lr_high, 0
     for epoch in range(sub.stage.max_epochs):
         train_loss, step, lr = train_epoch(student, optimizer, batches(td, cfg, sub, "train", epoch),
-                                           lambda b: loss_of(student, b, sub, pca),
+                                           lambda b: loss_of(student, b, cfg, sub, pca),
                                            lambda s: sgdr_lr(s, per_epoch, sub.stage), step)
         held = heldout_loss(student, td, cfg, sub, pca)
         epochs = epoch + 1

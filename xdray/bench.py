@@ -200,7 +200,7 @@ def xdray_epoch(student, td, cfg, batch_size: int) -> tuple[float, int]:
             yield b
 
     started = time.perf_counter()
-    train_epoch(student, optimizer, stream(), lambda b: loss_of(student, b, sub, None), lambda s: 1e-3, 0)
+    train_epoch(student, optimizer, stream(), lambda b: loss_of(student, b, cfg, sub, None), lambda s: 1e-3, 0)
     return time.perf_counter() - started, tokens[0]
 
 

@@ -23,7 +23,7 @@ def rep_loss(projection: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor,
     """RepLoss: masked MSE between the student's projection (B, T, D), given before its GELU, and
     the teacher's stored hidden states (B, T, D). The paper compares GELU(projection); `linear`
     compares the projection itself, which can reach the teacher's negative states: a GELU never
-    goes below -0.17, while about 40% of a fine-tuned BERT's last-layer values do. With a PCA basis
+    goes below -0.17, while about 38% of fine-tuned MiniLM's last-layer values do. With a PCA basis
     (mean (D,), components (r, D)) the result is mapped into the stored r-dim space (B, T, r) first."""
     if not linear:
         projection = F.gelu(projection)

@@ -20,8 +20,8 @@ def ray_local():
     """One local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) for the whole test session."""
     import ray
 
-    from xdray.config import RuntimeConfig
-    from xdray.runtime import init_ray
+    from xdray.core.runtime import RuntimeConfig
+    from xdray.core.runtime import init_ray
 
     init_ray(RuntimeConfig(num_cpus=2, progress="off"))
     yield ray
@@ -85,8 +85,8 @@ def tiny_built(tmp_path_factory, ray_local):
     need a trained one) and its transfer set, built once per test session."""
     from xdray.config import load_experiment
     from xdray.data.sources import load_labelled
-    from xdray.teacher import run_teacher_stage
-    from xdray.transfer import build_transfer_set
+    from xdray.teacher.stage import run_teacher_stage
+    from xdray.transfer.stage import build_transfer_set
 
     root = tmp_path_factory.mktemp("built")
     (root / "exp.yaml").write_text(yaml.safe_dump(built_raw()))

@@ -25,8 +25,9 @@ from transformers import (AutoTokenizer, BertConfig, BertForTokenClassification,
 
 from conftest import tiny_raw
 from xdray.cli import main
-from xdray.config import WIKIANN_LABELS, load_experiment
-from xdray.runtime import save_run_config
+from xdray.config import dump_config, load_experiment
+from xdray.data.schema import WIKIANN_LABELS
+from xdray.core.rundir import save_run_config
 
 LANGS = ("en", "de")
 NAMES = {"en": ("London", "Paris", "Anna", "Acme"), "de": ("Berlin", "Köln", "Jürgen", "Siemens")}
@@ -253,7 +254,7 @@ CASES = [
 def test_bad_input_is_refused_cleanly(case: Case, earlier: Path, tmp_path: Path, capsys):
     work = tmp_path / "case"
     shutil.copytree(earlier, work)
-    save_run_config(work / "run", load_experiment(work / "exp.yaml"))  # as if the run had been made here
+    save_run_config(work / "run", dump_config(load_experiment(work / "exp.yaml")))  # as if the run had been made here
     argv = case.setup(work)
     before = snapshot(work / "run")
     capsys.readouterr()
@@ -340,7 +341,7 @@ AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 def test_unwritable_output_fails_cleanly_then_a_rerun_finishes(command, blocked, block, earlier, tmp_path, capsys):
     work = tmp_path / "case"
     shutil.copytree(earlier, work)
-    save_run_config(work / "run", load_experiment(work / "exp.yaml"))
+    save_run_config(work / "run", dump_config(load_experiment(work / "exp.yaml")))
     argv = [command, str(work / "exp.yaml"), "--out", str(work / "run")]
     undo = block(work / blocked)
     before = snapshot(work / "run") if (work / "run").is_dir() else {}

@@ -53,6 +53,7 @@ def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment)
     assert not (tmp_path / "run" / "teacher").exists()
 
 
+@pytest.mark.slow
 def test_teacher_command_trains_then_skips(tmp_path, write_experiment, ray_local):
     address = ray_local.get_runtime_context().gcs_address  # reuse the test cluster, as a job would
     path = write_experiment(tiny_raw())

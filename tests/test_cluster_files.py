@@ -19,8 +19,9 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from xdray.cli import build_parser
-from xdray.config import load_experiment, parse_override
-from xdray.runtime import run_directory
+from xdray.config import load_experiment
+from xdray.core.loader import parse_override
+from xdray.core.rundir import run_directory
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -123,7 +124,7 @@ def check_xdray_command(argv: list[str], where: str):
     assert cfg.runtime.storage_path and cfg.runtime.storage_path.startswith(SHARED_ROOT + "/"), (
         f"{where}: runtime.storage_path must be on the shared volume {SHARED_ROOT}, "
         f"got {cfg.runtime.storage_path!r}")
-    assert run_directory(cfg, args.out).is_relative_to(SHARED_ROOT)
+    assert run_directory(cfg.name, cfg.runtime.storage_path, args.out).is_relative_to(SHARED_ROOT)
     return cfg
 
 

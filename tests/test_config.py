@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_raw
-from xdray.config import (ExperimentConfig, apply_overrides, config_from_dict, config_to_dict,
-                          dump_config, load_experiment, parse_override)
-from xdray.errors import ConfigError
+from xdray.config import ExperimentConfig, config_from_dict, dump_config, load_experiment
+from xdray.core.loader import apply_overrides, config_to_dict, parse_override
+from xdray.core.errors import ConfigError
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 
@@ -116,12 +116,14 @@ def test_relative_paths_resolve_against_the_experiment_file(write_experiment, tm
 
 
 def test_storage_path_accepts_directories_and_file_uris(tmp_path):
-    from xdray.runtime import run_directory
+    from xdray.core.rundir import run_directory
 
     raw = {"name": "exp", "runtime": {"storage_path": f"file://{tmp_path}/store"}}
-    assert run_directory(config_from_dict(raw), None) == tmp_path / "store" / "exp"
+    cfg = config_from_dict(raw)
+    assert run_directory(cfg.name, cfg.runtime.storage_path, None) == tmp_path / "store" / "exp"
     raw["runtime"]["storage_path"] = str(tmp_path / "nfs")
-    assert run_directory(config_from_dict(raw), None) == tmp_path / "nfs" / "exp"
+    cfg = config_from_dict(raw)
+    assert run_directory(cfg.name, cfg.runtime.storage_path, None) == tmp_path / "nfs" / "exp"
     raw["runtime"]["storage_path"] = "s3://bucket/runs"
     assert config_from_dict(raw).runtime.storage_path == "s3://bucket/runs"  # through pyarrow
     raw["runtime"]["storage_path"] = "ftp://host/runs"

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import tiny_raw
 from xdray.cli import main
-from xdray.transfer import rows_digest
+from xdray.transfer.format import rows_digest
 
 
 def without_times(value):

@@ -3,11 +3,12 @@ import math
 import pytest
 import torch
 
-from xdray.config import StageConfig, load_experiment
-from xdray.data.encode import IGNORE_INDEX
+from xdray.config import load_experiment
+from xdray.distill.schema import StageConfig
+from xdray.core.metrics import IGNORE_INDEX
 from xdray.distill.losses import ce_loss, logit_loss, masked_mse, rep_loss
-from xdray.distill.schedule import EarlyStopping, expand, sgdr_lr
-from xdray.student import UNFREEZE_ORDER
+from xdray.distill.schedule import EarlyStopping, expand, sgdr
+from xdray.distill.student import UNFREEZE_ORDER
 
 
 def test_masked_mse_by_hand():
@@ -71,13 +72,21 @@ def test_paper_plan_expands_to_nine_sub_stages_in_unfreezing_order(write_experim
 
 
 def test_sgdr_values():
+    """Stepped once per batch, 10 batches an epoch: restarts after 1, then 1 + 2, epochs."""
     stage = StageConfig(name="s", loss="ce", lr_high=1e-3, lr_low=1e-8, period=1, period_mult=2)
-    assert sgdr_lr(0, 10, stage) == pytest.approx(1e-3)
-    assert sgdr_lr(5, 10, stage) == pytest.approx((1e-3 + 1e-8) / 2)
-    assert sgdr_lr(10, 10, stage) == pytest.approx(1e-3)  # restart after 1 epoch
-    assert sgdr_lr(20, 10, stage) == pytest.approx((1e-3 + 1e-8) / 2)  # second cycle lasts 2 epochs
-    assert sgdr_lr(30, 10, stage) == pytest.approx(1e-3)  # third cycle starts after 1 + 2 epochs
-    assert min(sgdr_lr(s, 10, stage) for s in range(70)) >= 1e-8
+    optimizer = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=stage.lr_high)
+    schedule = sgdr(optimizer, stage, steps_per_epoch=10)
+    lrs = []
+    for _ in range(70):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1e-3)
+    assert lrs[5] == pytest.approx((1e-3 + 1e-8) / 2)
+    assert lrs[10] == pytest.approx(1e-3)  # restart after 1 epoch
+    assert lrs[20] == pytest.approx((1e-3 + 1e-8) / 2)  # the second cycle lasts 2 epochs
+    assert lrs[30] == pytest.approx(1e-3)  # the third starts after 1 + 2 epochs
+    assert min(lrs) >= 1e-8 and lrs[9] < lrs[8] < lrs[0]
 
 
 def test_early_stopping_restores_the_best_weights():

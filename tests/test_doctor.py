@@ -9,7 +9,7 @@ from xdray.doctor import check_data, check_ray, check_storage, render, run_check
 
 def test_a_good_experiment_passes(write_experiment, tmp_path):
     checks = run_checks(str(write_experiment(tiny_raw())), str(tmp_path / "run"))
-    assert {c.name for c in checks} >= {"python", "torch", "ray", "gpus", "config", "storage", "data"}
+    assert {c.name for c in checks} >= {"python", "torch", "ray", "gpus", "config", "storage", "teacher", "data"}
     assert all(c.ok for c in checks), render(checks)
 
 
@@ -32,6 +32,20 @@ def test_findings_name_the_problem_and_the_fix(write_experiment, tmp_path):
 
     ray = check_ray("127.0.0.1:1")  # nothing listens there
     assert not ray.ok and "cannot connect" in ray.detail and "ray status" in ray.fix
+
+
+def test_a_teacher_that_cannot_be_found_is_reported(write_experiment, tmp_path):
+    from xdray.config import load_experiment
+    from xdray.doctor import check_teacher
+
+    missing = load_experiment(write_experiment(tiny_raw(teacher={"init": "pretrained",
+                                                                 "model": "package:xdray_no_such_package"})))
+    check = check_teacher(missing)
+    assert not check.ok and "package:xdray_no_such_package is not installed" in check.detail and "pip" in check.fix
+    folder = load_experiment(write_experiment(tiny_raw(teacher={"init": "finetuned", "model": "./nowhere"})))
+    check = check_teacher(folder)
+    assert not check.ok and "nowhere" in check.detail
+    assert check_teacher(load_experiment(write_experiment(tiny_raw()))).ok
 
 
 def test_cli_exits_1_on_a_bad_config(write_experiment):

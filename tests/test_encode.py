@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from xdray.data.encode import IGNORE_INDEX, encode_batch
-from xdray.wordpiece import train_wordpiece
+from xdray.core.metrics import IGNORE_INDEX
+from xdray.data.encode import encode_batch
+from xdray.teacher.wordpiece import train_wordpiece
 
 CORPUS = [["Angela", "Merkel", "visited", "Washington"], ["The", "Bundestag", "met", "in", "Berlin"],
           ["Москва", "большая"], ["राहुल", "दिल्ली", "गए"]] * 20

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from xdray.config import WIKIANN_LABELS
-from xdray.data.encode import IGNORE_INDEX
-from xdray.evaluate import count_parameters, f1_report
+from xdray.data.schema import WIKIANN_LABELS
+from xdray.core.metrics import IGNORE_INDEX
+from xdray.core.metrics import count_parameters, f1_report
 
 I = IGNORE_INDEX  # B-PER=1 I-PER=2 B-ORG=3 I-ORG=4 B-LOC=5 I-LOC=6
 

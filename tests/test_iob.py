@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from xdray.config import WIKIANN_LABELS
+from xdray.data.schema import WIKIANN_LABELS
 from xdray.data.iob import language_from_filename, read_iob_file
-from xdray.errors import DataError
+from xdray.core.errors import DataError
 
 L = WIKIANN_LABELS
 

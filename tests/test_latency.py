@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from xdray.latency import compare, time_calls
+from xdray.frontier.latency import compare, time_calls
 
 
 def stack(depth: int, width: int = 256) -> torch.nn.Module:
@@ -22,5 +22,4 @@ def test_ordering_and_ratio_on_models_of_known_relative_cost():
     assert timings["small"].median_ms < timings["large"].median_ms
     ratio = timings["large"].median_ms / timings["small"].median_ms
     assert ratio > 4, f"16 layers should cost several times 1 layer, measured {ratio:.1f}x"
-    assert timings["small"].p90_ms >= timings["small"].median_ms
     assert torch.get_num_threads() == before, "the harness restores the thread count"

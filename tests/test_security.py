@@ -25,12 +25,25 @@ def test_no_unsafe_calls_in_the_sources(pattern, why):
     assert not hits, f"{why}: {hits}"
 
 
+def model_loads(path: Path) -> list[tuple[int, bool]]:
+    """(line, insists on safetensors) for every `<...Model...>.from_pretrained(...)` call in a file."""
+    import ast
+
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained":
+            owner = ast.unparse(node.func.value)
+            if "Model" in owner:
+                safe = any(k.arg == "use_safetensors" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                calls.append((node.lineno, safe))
+    return calls
+
+
 def test_every_model_load_insists_on_safetensors():
-    calls = [(path, line) for path in SOURCES for line in path.read_text().splitlines()
-             if "ForTokenClassification.from_pretrained(" in line or "AutoModel.from_pretrained(" in line]
-    assert calls, "the teacher loader should be found"
-    text = (REPO / "xdray" / "teacher.py").read_text()
-    assert "use_safetensors=True" in text
+    calls = {f"{path.relative_to(REPO)}:{line}": safe for path in SOURCES for line, safe in model_loads(path)}
+    assert len(calls) >= 4, f"the model loaders should be found: {calls}"
+    assert all(calls.values()), f"from_pretrained without use_safetensors=True: {[k for k, v in calls.items() if not v]}"
 
 
 def tiny_bert(directory: Path, safe: bool) -> None:
@@ -51,8 +64,8 @@ def tiny_bert(directory: Path, safe: bool) -> None:
 
 
 def test_a_pickled_checkpoint_is_refused(tmp_path):
-    from xdray.errors import TeacherError
-    from xdray.teacher import load_token_classifier
+    from xdray.core.errors import TeacherError
+    from xdray.teacher.load import load_token_classifier
 
     tiny_bert(tmp_path / "pickled", safe=False)
     assert (tmp_path / "pickled" / "pytorch_model.bin").exists()
@@ -64,8 +77,8 @@ def test_a_pickled_checkpoint_is_refused(tmp_path):
 
 
 def test_remote_code_is_not_run_unless_enabled(tmp_path):
-    from xdray.errors import TeacherError
-    from xdray.teacher import load_token_classifier
+    from xdray.core.errors import TeacherError
+    from xdray.teacher.load import load_token_classifier
 
     model = tmp_path / "custom"
     tiny_bert(model, safe=True)

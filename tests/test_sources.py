@@ -2,10 +2,11 @@ import datasets
 import pytest
 
 from conftest import tiny_raw
-from xdray.config import WIKIANN_LABELS, load_experiment
+from xdray.config import load_experiment
+from xdray.data.schema import WIKIANN_LABELS
 from xdray.data import synthetic
 from xdray.data.sources import load_labelled, load_unlabelled, wikiann_rows
-from xdray.errors import DataError
+from xdray.core.errors import DataError
 
 
 def scripts(text: str) -> set[str]:

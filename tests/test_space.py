@@ -1,9 +1,15 @@
+"""Search-space files: parsing, validation against the experiment, Tune domains, schedulers."""
+
+import re
+
 import pytest
 import yaml
 
 from conftest import REPO
-from xdray.config import ConfigError, load_space, read_yaml
-from xdray.tuning import tune_param_space
+from xdray.config import load_search_space as load_space
+from xdray.core.errors import ConfigError
+from xdray.core.loader import read_yaml
+from xdray.distill.tuning import tune_param_space
 
 QUICK = read_yaml(REPO / "experiments" / "quickstart.yaml")
 
@@ -59,12 +65,13 @@ def test_bad_space_files_name_file_and_key(tmp_path, text, fragment):
     assert str(path) in str(err.value) and fragment in str(err.value)
 
 
-def test_every_shipped_space_file_parses_against_its_experiment():
-    pairs = {"paper_grid": "xtremedistil_wikiann", "quickstart_grid": "quickstart", "panx_grid": "panx_local",
-             "minilm_grid": "panx_minilm_en"}
+def test_every_shipped_space_file_parses_against_the_experiment_its_first_line_names():
     for space_file in sorted((REPO / "experiments" / "spaces").glob("*.yaml")):
-        experiment = pairs.get(space_file.stem, "quickstart")
-        space = load_space(space_file, read_yaml(REPO / "experiments" / f"{experiment}.yaml"))
+        first = space_file.read_text(encoding="utf-8").splitlines()[0]
+        command = re.fullmatch(r"# xdray tune (experiments/\S+\.yaml) --space (experiments/spaces/\S+\.yaml)", first)
+        assert command, f"{space_file}: the first line should be the command that runs it, got {first!r}"
+        assert REPO / command.group(2) == space_file, f"{space_file}: its command names {command.group(2)}"
+        space = load_space(space_file, read_yaml(REPO / command.group(1)))
         assert space.entries or space.scheduler, space_file
 
 
@@ -79,8 +86,8 @@ def test_scheduler_entry(tmp_path):
 def test_asha_scheduler_counts_sub_stages():
     from ray.tune.schedulers import ASHAScheduler
 
-    from xdray.config import SchedulerConfig
-    from xdray.tuning import _scheduler
+    from xdray.distill.schema import SchedulerConfig
+    from xdray.distill.tuning import asha_scheduler as _scheduler
 
     scheduler = _scheduler(SchedulerConfig(grace_period=20, reduction_factor=3), substages=9)
     assert isinstance(scheduler, ASHAScheduler)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_raw
-from xdray import storage
+from xdray.core import store as storage
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from xdray.evaluate import count_parameters
-from xdray.student import (PAD, UNFREEZE_ORDER, UNK, BiLSTMStudent, StudentSpec, Vocabulary, init_embedding,
+from xdray.core.metrics import count_parameters
+from xdray.distill.student import (PAD, UNFREEZE_ORDER, UNK, BiLSTMStudent, StudentSpec, Vocabulary, init_embedding,
                            load_student, save_student)
-from xdray.wordpiece import train_wordpiece
+from xdray.teacher.wordpiece import train_wordpiece
 
 SPEC = StudentSpec(vocab_size=20, embedding_dim=6, hidden_size=5, projection_dim=8, num_labels=7, dropout=0.0)
 

@@ -5,11 +5,12 @@ import torch
 from transformers import AutoModelForTokenClassification, BertConfig, BertModel
 
 from conftest import tiny_raw
-from xdray.config import WIKIANN_LABELS, load_experiment
+from xdray.config import load_experiment
+from xdray.data.schema import WIKIANN_LABELS
 from xdray.data.sources import load_labelled
-from xdray.errors import TeacherError
-from xdray.teacher import (build_teacher, encode_splits, evaluate_teacher, initial_teacher, load_tokenizer,
-                           run_teacher_stage, weights_fingerprint)
+from xdray.core.errors import TeacherError
+from xdray.teacher.load import build_teacher, evaluate_teacher, initial_teacher, load_tokenizer
+from xdray.teacher.stage import encode_splits, run_teacher_stage, weights_fingerprint
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def test_build_teacher_offline(tiny):
     assert tokenizer.unk_token_id not in ids  # the vocabulary covers the non-Latin training text
 
 
+@pytest.mark.slow
 def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     cfg, data = tiny(teacher__finetune={"epochs": 8, "batch_size": 16, "lr": 3e-3})
     run_dir = tmp_path / "run"
@@ -144,8 +146,8 @@ def test_missing_model_directory(tiny, tmp_path):
 
 def test_package_model_reference(tmp_path, monkeypatch):
     """teacher.model: package:NAME resolves to NAME.get_model_path() (the minilm extra ships one)."""
-    from xdray.errors import TeacherError
-    from xdray.teacher import package_model_path
+    from xdray.core.errors import TeacherError
+    from xdray.teacher.load import package_model_path
 
     (tmp_path / "shipped_model_pkg.py").write_text(f"def get_model_path():\n    return {str(tmp_path)!r}\n")
     monkeypatch.syspath_prepend(str(tmp_path))

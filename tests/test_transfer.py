@@ -19,9 +19,11 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 from conftest import SENTENCES, built_raw, tiny_raw
 from xdray.config import load_experiment
 from xdray.data.sources import load_labelled
-from xdray.transfer import (KILL_MARKER, MANIFEST, TransferSetError, build_transfer_set, schema,
-                            unlabelled_table)
-from xdray.transfer_reader import TransferSet
+from xdray.core import faults
+from xdray.transfer.build import CRASH_POINT
+from xdray.transfer.format import MANIFEST, TransferSetError, schema
+from xdray.transfer.stage import build_transfer_set, unlabelled_table
+from xdray.transfer.reader import TransferSet
 
 
 
@@ -97,9 +99,9 @@ def partial_copy(out, run_dir, keep_every=2):
 def test_resume_with_a_killed_actor_gives_the_same_rows(built, tmp_path):
     cfg, data, teacher, out = built
     partial = partial_copy(out, tmp_path / "run")
-    (partial / KILL_MARKER).touch()  # the first actor to take a batch dies abruptly
+    faults.arm(partial, CRASH_POINT)  # the first actor to take a batch dies abruptly
     resumed = build_transfer_set(cfg, tmp_path / "run", teacher.path, teacher.fingerprint, data)
-    assert not (resumed.path / KILL_MARKER).exists(), "the actor must have been killed"
+    assert not (resumed.path / faults.MARKER).exists(), "the actor must have been killed"
     assert sorted(all_uids(resumed.path).tolist()) == list(range(3 * SENTENCES))
     assert resumed.manifest["rows_digest"] == out.manifest["rows_digest"]
     assert not list(resumed.path.glob(".tmp-*"))
@@ -110,12 +112,13 @@ import sys
 from pathlib import Path
 from xdray.config import load_experiment
 from xdray.data.sources import load_labelled
-from xdray.transfer import build_transfer_set
+from xdray.transfer.stage import build_transfer_set
 cfg = load_experiment(sys.argv[1])
 build_transfer_set(cfg, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], load_labelled(cfg))
 """
 
 
+@pytest.mark.slow
 def test_driver_killed_mid_build_then_rerun(built, tmp_path, write_experiment, ray_local):
     cfg, data, teacher, out = built
     big_raw = tiny_raw(data__labelled__train_per_language=600, teacher__finetune={"epochs": 0},

@@ -15,12 +15,17 @@ import torch
 import yaml
 
 from conftest import REPO, built_raw
-from xdray.config import SearchSpace, SpaceEntry, config_from_dict, config_to_dict, load_experiment
+from xdray.config import config_from_dict, load_experiment
+from xdray.core.loader import config_to_dict
+from xdray.distill.space import SearchSpace, SpaceEntry
 
 FAST_STAGES = [
     {"name": "representation", "loss": "rep", "unfreeze": "all", "max_epochs": 1},
     {"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1},
-    {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 2},
+    # A random teacher (the fixture's) has nothing to teach: the labels stage is what makes these
+    # students learn (dev F1 about 0.6), so the report and the export round trip compare real scores.
+    {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 6, "patience": 6, "lr_high": 0.02,
+     "batch_size": 8},
 ]
 GRID = SearchSpace((SpaceEntry("student.hidden_size", "grid_search", (8, 16)),))
 
@@ -42,7 +47,8 @@ def copy_run(tiny_built, run):
 @pytest.fixture(scope="module")
 def study(tiny_built, tmp_path_factory):
     """(cfg, run_dir, results, seconds): a 2-trial study run once for this module."""
-    from xdray.tuning import run_study, transfer_key
+    from xdray.distill.keys import transfer_key
+    from xdray.distill.tuning import run_tune_study as run_study
 
     base, data, teacher, transfer = tiny_built
     cfg = config_from_dict({**study_raw(), "base_dir": base.base_dir})
@@ -63,7 +69,7 @@ def test_every_grid_point_is_a_finished_trial(study):
         trial = run / "trials" / r.key
         metrics = json.loads((trial / "metrics.json").read_text())
         assert r.key.startswith(f"E16-H{r.params['student.hidden_size']}-")
-        assert metrics["params"] > 0 and 0 <= metrics["dev"]["f1_mean"] <= 1
+        assert metrics["params"] > 0 and 0.3 < metrics["dev"]["f1_mean"] <= 1, "the students learn"
         assert metrics["int8"]["size_bytes"] < metrics["size_bytes"]
         assert (trial / "student" / "model.safetensors").exists()
         assert json.loads((trial / "checkpoint" / "state.json").read_text())["done"] == len(FAST_STAGES)
@@ -71,7 +77,8 @@ def test_every_grid_point_is_a_finished_trial(study):
 
 
 def test_a_second_study_reuses_finished_trials(study):
-    from xdray.tuning import run_study, transfer_key
+    from xdray.distill.keys import transfer_key
+    from xdray.distill.tuning import run_tune_study as run_study
 
     cfg, run, results, first_seconds = study
     stamps = {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in results}
@@ -86,7 +93,7 @@ def test_a_second_study_reuses_finished_trials(study):
 
 
 def test_study_names_follow_the_space_file(tmp_path):
-    from xdray.cli import study_name
+    from xdray.pipeline import study_name
     from xdray.config import load_experiment
 
     cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml")
@@ -96,7 +103,8 @@ def test_study_names_follow_the_space_file(tmp_path):
 
 
 def test_trial_keys_follow_training_settings_only(study):
-    from xdray.tuning import trial_config, trial_key
+    from xdray.distill.keys import trial_key
+    from xdray.distill.tuning import trial_config
 
     cfg = study[0]
     base = config_to_dict(cfg)
@@ -110,15 +118,16 @@ def test_trial_keys_follow_training_settings_only(study):
 def test_trial_keys_survive_new_settings():
     """The key the English MiniLM study's E100-H200 trained under before student.rep_projection
     existed: a setting added later (tuning.ADDED_SETTINGS) must not orphan trials of existing runs."""
-    from xdray.tuning import trial_key
+    from xdray.distill.keys import trial_key
 
     cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml")
     assert trial_key(cfg) == "E100-H200-b7d3c04e"
 
 
 def test_transfer_variants_one_per_transfer_setting(study, tmp_path):
-    from xdray.config import ConfigError
-    from xdray.tuning import transfer_key, transfer_variants
+    from xdray.core.errors import ConfigError
+    from xdray.distill.keys import transfer_key
+    from xdray.distill.tuning import transfer_variants
 
     cfg = study[0]
     space = SearchSpace((SpaceEntry("transfer.layer", "grid_search", (-1, -2)),
@@ -134,7 +143,7 @@ def test_transfer_variants_one_per_transfer_setting(study, tmp_path):
 
 
 def test_stage_plans_read_as_short_names():
-    from xdray.tuning import describe
+    from xdray.distill.space import describe
 
     plan = [{"name": "r", "loss": "rep"}, {"name": "l", "loss": "logit", "unfreeze": "gradual"},
             {"name": "c", "loss": "ce", "unfreeze": "gradual"}]
@@ -191,8 +200,8 @@ def report(study, tiny_built):
     from transformers import AutoTokenizer
 
     from xdray.data.encode import encode_dataset
-    from xdray.latency import study_latency
-    from xdray.report import load_study, write_report
+    from xdray.frontier.latency import study_latency
+    from xdray.frontier.report import load_study, write_report
 
     cfg, run, results, _ = study
     tokenizer = AutoTokenizer.from_pretrained(run / "teacher")
@@ -270,13 +279,14 @@ def test_tensorboard_hparams_for_every_row(report):
 
 
 def test_report_recommends_the_smallest_student_that_keeps_enough(report):
-    from xdray.report import recommend
+    from xdray.frontier.report import recommend
 
     cfg, run, _, _, path, rows = report
     chosen = json.loads((path / "recommended.json").read_text())["trial_id"]
     fp32 = [r for r in rows if not r["int8"]]
     best = recommend(fp32, cfg.report.min_retention)
-    assert chosen == (fp32[best]["trial_id"] if best is not None else None)
+    assert best is not None and chosen == fp32[best]["trial_id"]
+    assert min(r["f1_mean"] for r in fp32) > 0.3, "a recommendation between students that learnt"
     assert sum(r["recommended"] for r in rows) == (chosen is not None)
 
 
@@ -284,9 +294,10 @@ def test_report_recommends_the_smallest_student_that_keeps_enough(report):
 
 
 def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
-    from xdray.evaluate import f1_report
-    from xdray.export import TORCHSCRIPT_FILE, export_student, tag
-    from xdray.student import load_student
+    from xdray.core.metrics import f1_report
+    from xdray.serve.export import TORCHSCRIPT_FILE, export_student
+    from xdray.serve.predict import tag
+    from xdray.distill.student import load_student
 
     cfg, run, results, _, _, rows = report
     key = results[1].key
@@ -309,6 +320,7 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     score = f1_report(gold, predicted, dev["lang"], names)
     metrics = json.loads((run / "trials" / key / "metrics.json").read_text())
     assert score["f1_mean"] == pytest.approx(metrics["dev"]["f1_mean"], abs=1e-9)
+    assert score["f1_mean"] > 0.3, "an all-O tagger would reproduce 0.0 too"
 
     text = tmp_path / "input.txt"
     text.write_text("John lives in Berlin\n\n  Maria   Petrova  \n", encoding="utf-8")
@@ -337,8 +349,8 @@ def test_export_errors_name_what_is_wrong(report, tmp_path):
 
 
 def test_mbert_reference_has_mbert_size():
-    from xdray.evaluate import count_parameters
-    from xdray.latency import reference_teacher
+    from xdray.core.metrics import count_parameters
+    from xdray.frontier.latency import reference_teacher
 
     model = reference_teacher("mbert-base", num_labels=7)
     assert round(count_parameters(model) / 1e6, 1) == 177.3
@@ -348,18 +360,20 @@ def test_mbert_reference_has_mbert_size():
 def test_a_killed_trial_is_retried_from_its_checkpoint(tiny_built, study, tmp_path):
     """The trial's process dies after sub-stage 2; Tune retries it; it continues from its
     checkpoint and ends with exactly the metrics of the uninterrupted trial."""
-    from xdray.tuning import KILL_MARKER, run_study, transfer_key, trial_config, trial_key
+    from xdray.core import faults
+    from xdray.distill.keys import transfer_key, trial_key
+    from xdray.distill.tuning import run_tune_study as run_study, trial_config
 
     cfg, first_run, results, _ = study
     run = tmp_path / "run"
     copy_run(tiny_built, run)
     grid = SearchSpace((SpaceEntry("student.hidden_size", "grid_search", (8,)),))
     key = trial_key(trial_config(config_to_dict(cfg), {"student.hidden_size": 8}))
-    (run / "trials" / key).mkdir(parents=True)
-    (run / "trials" / key / KILL_MARKER).write_text("2")
+    faults.arm(run / "trials" / f"{key}.partial", "substage-2")
     (done,) = run_study(cfg, grid, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())})
     assert done.status == "done" and done.key == key
-    assert not (run / "trials" / key / KILL_MARKER).exists(), "the fault was injected"
+    assert not (run / "trials" / key / faults.MARKER).exists(), "the fault was injected"
+    assert not (run / "trials" / f"{key}.partial").exists(), "the finished trial was published"
     resumed = json.loads((run / "trials" / key / "metrics.json").read_text())
     whole = json.loads((first_run / "trials" / key / "metrics.json").read_text())
     assert resumed["dev"] == whole["dev"] and resumed["test"] == whole["test"]

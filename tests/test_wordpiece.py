@@ -3,7 +3,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from xdray.wordpiece import SPECIAL_TOKENS, learn_vocabulary, train_wordpiece
+from xdray.teacher.wordpiece import SPECIAL_TOKENS, learn_vocabulary, train_wordpiece
 
 
 def test_merges_follow_counts_and_break_ties_by_text():
@@ -25,7 +25,7 @@ def test_min_frequency_and_vocab_size_bound_the_merges():
 SCRIPT = """
 import json, sys
 from xdray.data import synthetic
-from xdray.wordpiece import train_wordpiece
+from xdray.teacher.wordpiece import train_wordpiece
 sents = [t for lang in synthetic.LANGUAGES for t, _ in synthetic.generate(lang, "train", 200, 0)]
 print(json.dumps(train_wordpiece(sents, 1500).get_vocab(), sort_keys=True))
 """

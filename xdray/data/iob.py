@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from xdray.errors import DataError
+from xdray.core.errors import DataError
 
 _PREFIX = re.compile(r"^([a-z]{2,3}):(.+)$")
 _LANG_IN_NAME = re.compile(r"(?:^|[-_.])([a-z]{2,3})\.(?:tsv|txt|conll|iob|bio)$")

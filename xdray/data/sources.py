@@ -12,16 +12,19 @@ import hashlib
 import json
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import datasets
 
-from xdray.config import DataConfig, ExperimentConfig, LabelledConfig, UnlabelledConfig
+from xdray.data.schema import DataConfig, LabelledConfig, UnlabelledConfig
 from xdray.data import synthetic
 from xdray.data.iob import read_iob_file
-from xdray.errors import DataError
+from xdray.core.errors import DataError
+
+if TYPE_CHECKING:
+    from xdray.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,6 @@ class LabelledData:
 
     labels: tuple[str, ...]
     splits: dict[str, datasets.Dataset]
-    stats: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
 
     @property
@@ -197,8 +199,7 @@ def load_labelled(cfg: ExperimentConfig) -> LabelledData:
             raise DataError(f"data.labelled: split {split!r} has no sentences for {missing}")
     if extra.get("i_after_o"):
         log.info("accepted %d I- tags that follow O or another type (as WikiANN has them)", extra["i_after_o"])
-    return LabelledData(labels=tuple(data.labels), splits=splits, stats={**summary, **extra},
-                        fingerprint=dataset_fingerprint(data.labels, splits))
+    return LabelledData(labels=tuple(data.labels), splits=splits, fingerprint=dataset_fingerprint(data.labels, splits))
 
 
 def read_text_file(path: Path, lang: str) -> list[dict[str, Any]]:
@@ -241,9 +242,10 @@ def _unlabelled_rows(src: UnlabelledConfig, cfg: ExperimentConfig, labelled: Lab
     return rows
 
 
-def check_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> int:
-    """Read every unlabelled source (raising DataError on a bad one); the number of sentences."""
-    return sum(len(_unlabelled_rows(src, cfg, labelled)) for src in cfg.data.unlabelled)
+def check_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> None:
+    """Read every unlabelled source, raising DataError on a bad one."""
+    for src in cfg.data.unlabelled:
+        _unlabelled_rows(src, cfg, labelled)
 
 
 def load_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> datasets.Dataset:

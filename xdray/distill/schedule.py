@@ -1,4 +1,4 @@
-"""The stage plan: sub-stages with gradual unfreezing, SGDR learning rates, early stopping."""
+"""The stage plan: sub-stages with gradual unfreezing, and early stopping. SGDR learning rates, early stopping."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
-from xdray.config import StageConfig
-from xdray.student import UNFREEZE_ORDER
+from xdray.distill.schema import StageConfig
+from xdray.distill.student import UNFREEZE_ORDER
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,12 @@ def expand(stages: Sequence[StageConfig]) -> list[SubStage]:
     return plan
 
 
-def sgdr_lr(step: int, steps_per_epoch: int, stage: StageConfig) -> float:
-    """Cosine annealing with warm restarts (SGDR): from lr_high down to lr_low over a cycle of
-    `period` epochs, the cycle length multiplied by `period_mult` at each restart."""
-    cycle = stage.period * steps_per_epoch
-    position = step
-    while position >= cycle:
-        position -= cycle
-        cycle *= stage.period_mult
-    return stage.lr_low + 0.5 * (stage.lr_high - stage.lr_low) * (1 + math.cos(math.pi * position / cycle))
+def sgdr(optimizer: torch.optim.Optimizer, stage: StageConfig, steps_per_epoch: int) -> CosineAnnealingWarmRestarts:
+    """SGDR, stepped once per batch: cosine from lr_high to lr_low over a cycle of `period` epochs,
+    the cycle `period_mult` times longer after each restart (torch's CosineAnnealingWarmRestarts;
+    the optimizer's lr must start at lr_high)."""
+    return CosineAnnealingWarmRestarts(optimizer, T_0=stage.period * steps_per_epoch, T_mult=stage.period_mult,
+                                       eta_min=stage.lr_low)
 
 
 class EarlyStopping:

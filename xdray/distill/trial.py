@@ -19,20 +19,26 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from xdray.config import ExperimentConfig
-from xdray.data.encode import IGNORE_INDEX, Encoded
+from xdray.core.batching import bucketed_batches, pad_batch, predict, sorted_batches
+from xdray.core.faults import crash_point
+from xdray.core.files import publish
+from xdray.core.stage import PARTIAL, Stage, Work
+from xdray.core.metrics import DEV_F1, IGNORE_INDEX, count_parameters, f1_report
+from xdray.data.encode import Encoded
 from xdray.data.sources import LabelledData
 from xdray.distill.losses import ce_loss, logit_loss, rep_loss
-from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr_lr
-from xdray.evaluate import count_parameters, f1_report
-from xdray.latency import quantize_int8, state_bytes
-from xdray.runtime import publish_directory
-from xdray.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
-from xdray.teacher import bucketed_batches, encode_splits, pad_batch, predict
-from xdray.transfer_reader import TransferSet
+from xdray.distill.quantize import quantize_int8, state_bytes
+from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr
+from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
+from xdray.teacher.stage import encode_splits
+from xdray.transfer.reader import TransferSet
 
 log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
 
 Report = Callable[[dict], None]
 TRANSFER_LOSSES = ("rep", "logit")
@@ -123,11 +129,8 @@ def build_student(cfg: ExperimentConfig, td: TrialData) -> BiLSTMStudent:
 def _labelled_batches(td: TrialData, split: str, batch_size: int, seed: int | None) -> Iterator[Batch]:
     enc = td.encoded[split]
     lengths = [len(x) for x in enc.input_ids]
-    if seed is None:  # evaluation: fixed order, by length
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    else:
-        batches = bucketed_batches(lengths, batch_size, seed)
+    # evaluation: a fixed order, by length; training: shuffled length buckets
+    batches = sorted_batches(lengths, batch_size) if seed is None else bucketed_batches(lengths, batch_size, seed)
     for idx in batches:
         ids = pad_batch([enc.input_ids[i] for i in idx], td.pad_id)
         mask = ids != td.pad_id
@@ -171,7 +174,7 @@ def loss_of(student: BiLSTMStudent, batch: Batch, cfg: ExperimentConfig, sub: Su
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate(student: BiLSTMStudent, td: TrialData, split: str, batch_size: int = 256) -> dict:
+def evaluate_student(student: BiLSTMStudent, td: TrialData, split: str, batch_size: int = 256) -> dict:
     """Entity F1 per language on a labelled split (first sub-tokens only)."""
     student.eval()
     enc = td.encoded[split]
@@ -195,23 +198,23 @@ def heldout_loss(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, s
 
 
 def train_epoch(student: BiLSTMStudent, optimizer: torch.optim.Optimizer, stream: Iterator[Batch],
-                loss_fn: Callable[[Batch], torch.Tensor], lr_at: Callable[[int], float], step: int
-                ) -> tuple[float, int, float]:
-    """One pass over `stream`; returns (token-weighted mean loss, global step, last lr)."""
+                loss_fn: Callable[[Batch], torch.Tensor], schedule: LRScheduler | None = None) -> tuple[float, float]:
+    """One pass over `stream`, the schedule stepped after every batch; returns (token-weighted mean
+    loss, the learning rate of the last step)."""
     student.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    total, weight, lr = 0.0, 0, lr_at(step)
+    total, weight, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
     for batch in stream:
-        lr = lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = optimizer.param_groups[0]["lr"]
         loss = loss_fn(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         optimizer.step()
-        total, weight, step = total + loss.item() * batch.tokens, weight + batch.tokens, step + 1
-    return total / max(weight, 1), step, lr
+        if schedule is not None:
+            schedule.step()
+        total, weight = total + loss.item() * batch.tokens, weight + batch.tokens
+    return total / max(weight, 1), lr
 
 
 def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, sub: SubStage, index: int,
@@ -228,12 +231,11 @@ def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig,
         pca = (torch.tensor(td.transfer.pca["mean"], device=device),
                torch.tensor(td.transfer.pca["components"], device=device))
     stopper = EarlyStopping(sub.stage.patience)
-    per_epoch = steps_per_epoch(td, cfg, sub)
-    step, train_loss, lr, epochs = 0, 0.0, sub.stage.lr_high, 0
+    schedule = sgdr(optimizer, sub.stage, steps_per_epoch(td, cfg, sub))
+    train_loss, lr, epochs = 0.0, sub.stage.lr_high, 0
     for epoch in range(sub.stage.max_epochs):
-        train_loss, step, lr = train_epoch(student, optimizer, batches(td, cfg, sub, "train", epoch),
-                                           lambda b: loss_of(student, b, cfg, sub, pca),
-                                           lambda s: sgdr_lr(s, per_epoch, sub.stage), step)
+        train_loss, lr = train_epoch(student, optimizer, batches(td, cfg, sub, "train", epoch),
+                                     lambda b: loss_of(student, b, cfg, sub, pca), schedule)
         held = heldout_loss(student, td, cfg, sub, pca)
         epochs = epoch + 1
         if writer is not None:
@@ -260,7 +262,7 @@ def _save_checkpoint(directory: Path, student: BiLSTMStudent, state: dict) -> No
     save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
               str(tmp / "student.safetensors"))
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    publish_directory(tmp, directory)
+    publish(tmp, directory)
 
 
 def _load_checkpoint(directory: Path, student: BiLSTMStudent) -> dict | None:
@@ -275,14 +277,14 @@ def _load_checkpoint(directory: Path, student: BiLSTMStudent) -> dict | None:
 def int8_metrics(student: BiLSTMStudent, td: TrialData) -> dict:
     """F1 and size of the student after dynamic int8 quantisation: a frontier point of its own."""
     quantized = quantize_int8(student)
-    out = {"dev": evaluate(quantized, td, "dev"), "size_bytes": state_bytes(quantized)}
+    out = {"dev": evaluate_student(quantized, td, "dev"), "size_bytes": state_bytes(quantized)}
     if "test" in td.encoded:
-        out["test"] = evaluate(quantized, td, "test")
+        out["test"] = evaluate_student(quantized, td, "test")
     return out
 
 
-def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Report | None = None,
-              tensorboard: bool = True) -> dict:
+def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Report | None = None,
+                  tensorboard: bool = True) -> dict:
     """The whole plan for one student; resumes after the last finished sub-stage in trial_dir."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -293,35 +295,61 @@ def run_trial(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Rep
     student = build_student(cfg, td)
     state = _load_checkpoint(trial_dir / "checkpoint", student) or {"done": 0, "history": []}
     student.to(trial_device(cfg))
+    name = trial_dir.name.removesuffix(PARTIAL)
     if state["done"]:
-        log.info("trial %s: resuming after sub-stage %d of %d", trial_dir.name, state["done"], len(plan))
+        log.info("trial %s: resuming after sub-stage %d of %d", name, state["done"], len(plan))
     writer = SummaryWriter(str(trial_dir / "tensorboard")) if tensorboard else None
     for index in range(state["done"], len(plan)):
         sub = plan[index]
         metrics = train_substage(student, td, cfg, sub, index, writer)
-        dev = evaluate(student, td, "dev")
-        metrics.update({"dev_f1_mean": dev["f1_mean"], "dev_f1_std": dev["f1_std"], "dev_f1_micro": dev["f1_micro"],
+        dev = evaluate_student(student, td, "dev")
+        metrics.update({DEV_F1: dev["f1_mean"], "dev_f1_std": dev["f1_std"], "dev_f1_micro": dev["f1_micro"],
                         **{f"dev_f1_{lang}": f1 for lang, f1 in dev["per_language"].items()}})
         if writer is not None:
             writer.add_scalar("dev/f1_mean", dev["f1_mean"], index + 1)
-        log.info("trial %s: %s (%d epochs) held-out loss %.4f, dev F1 %.4f", trial_dir.name, sub.name,
+        log.info("trial %s: %s (%d epochs) held-out loss %.4f, dev F1 %.4f", name, sub.name,
                  metrics["epochs"], metrics["heldout_loss"], dev["f1_mean"])
         state = {"done": index + 1, "history": state["history"] + [metrics]}
         _save_checkpoint(trial_dir / "checkpoint", student, state)
         if report is not None:
             report({**metrics, "substage_index": index + 1, "substages": len(plan)})
+        crash_point(trial_dir, f"substage-{index + 1}")
     if writer is not None:
         writer.close()
-    final = {"dev": evaluate(student, td, "dev"), "params": count_parameters(student),
+    final = {"dev": evaluate_student(student, td, "dev"), "params": count_parameters(student),
              "history": state["history"], "wall_time_s": round(time.time() - started, 1),
              "device": str(device_of(student))}
     if "test" in td.encoded:
-        final["test"] = evaluate(student, td, "test")  # once, for the dev-selected model
+        final["test"] = evaluate_student(student, td, "test")  # once, for the dev-selected model
     student.cpu()  # saved, quantised and served from the CPU copy
     final.update(size_bytes=state_bytes(student), int8=int8_metrics(student, td))
     save_student(trial_dir / "student", student, td.vocab, td.labels, td.tokenizer,
                  extra={"max_length": cfg.data.max_length,
                         "student_config": {"embedding_dim": cfg.student.embedding_dim,
                                            "hidden_size": cfg.student.hidden_size, "init": cfg.student.init}})
-    (trial_dir / "metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
+    (trial_dir / METRICS_FILE).write_text(json.dumps(final, indent=2, sort_keys=True))
     return final
+
+
+def read_trial(trial_dir: Path) -> dict | None:
+    """A finished trial's metrics, or None."""
+    try:
+        return json.loads((trial_dir / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def trial_stage(cfg: ExperimentConfig, output: str, data: Callable[[], TrialData],
+                report: Report | None = None) -> Stage[dict]:
+    """One student as a stage: resumable from its last sub-stage checkpoint, which is pushed to
+    storage after every sub-stage (so a retry on another node continues), then published whole.
+    `data` builds the trial's inputs, only when there is something to train."""
+    def build(work: Work) -> None:
+        def save_and_report(metrics: dict) -> None:
+            work.save()
+            if report is not None:
+                report(metrics)
+
+        train_student(cfg, work.staging, data(), save_and_report)
+
+    return Stage(name=f"trial {Path(output).name}", output=output, load=read_trial, build=build, resumable=True)

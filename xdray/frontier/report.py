@@ -11,18 +11,23 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from xdray import storage
-from xdray.config import CostConfig, ExperimentConfig
-from xdray.latency import INT8
-from xdray.runtime import atomic_write_json, publish_directory
-from xdray.tuning import TRIALS_DIR, TrialResult, describe, read_index, short_name, study_path
+from xdray.config import ExperimentConfig
+from xdray.core.files import atomic_write_json
+from xdray.core.rundir import MAIN_REPORT, TEACHER_DIR, study_path, trial_dir
+from xdray.core.stage import Stage, Work, run_stage
+from xdray.distill.quantize import INT8
+from xdray.distill.space import describe, short_name
+from xdray.distill.trial import METRICS_FILE
+from xdray.distill.tuning import TrialResult, read_index
+from xdray.frontier.schema import CostConfig
 
 log = logging.getLogger(__name__)
+
+RECOMMENDED_FILE = "recommended.json"
 
 
 def pareto_front(points: Sequence[Mapping[str, float]], maximise: str, minimise: Sequence[str]) -> list[bool]:
@@ -104,7 +109,7 @@ def frontier_rows(study: Study, run_dir: Path) -> list[dict]:
     for trial in study.trials:
         if trial.status != "done":
             continue
-        metrics = json.loads((run_dir / TRIALS_DIR / trial.key / "metrics.json").read_text())
+        metrics = json.loads((run_dir / trial_dir(trial.key) / METRICS_FILE).read_text())
         rows.append(_row(study, trial, metrics, int8=False))
         if trial.key + INT8 in study.latency["latency_ms"]:
             rows.append(_row(study, trial, metrics, int8=True))
@@ -284,34 +289,52 @@ def write_tensorboard(rows: list[dict], figures: dict, text: str, directory: Pat
         writer.add_text("frontier/table", text)
 
 
-def write_report(study: Study, run_dir: Path, name: str | None = None) -> tuple[Path, list[dict]]:
-    """Build the study's report (RUN/report/ for the experiment's own) in a staging directory and
-    publish it; returns (path, rows)."""
-    rows = frontier_rows(study, run_dir)
-    final = study_path(run_dir, name, "report")
-    staging = final.with_name("report.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write_csv(rows, staging / "frontier.csv")
+def build_report(study: Study, rows: list[dict], out: Path) -> None:
+    """The report's files in `out`: frontier.csv / .md, the plots, TensorBoard, recommended.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "frontier.csv")
     text = markdown(study, rows)
-    (staging / "frontier.md").write_text(text, encoding="utf-8")
+    (out / "frontier.md").write_text(text, encoding="utf-8")
     teacher_f1, keep = study.teacher["dev"]["f1_mean"], study.cfg.report.min_retention
     b = max(study.batch_sizes)
     figures = {"f1_vs_compression": plot(rows, "compression", "compression (teacher params / student params)",
-                                         teacher_f1, keep, staging / "f1_vs_compression.png",
+                                         teacher_f1, keep, out / "f1_vs_compression.png",
                                          f"{study.cfg.name}: F1 vs compression"),
                "f1_vs_speedup": plot(rows, f"speedup_b{b}", f"speedup at batch {b} (teacher / student latency)",
-                                     teacher_f1, keep, staging / "f1_vs_speedup.png",
+                                     teacher_f1, keep, out / "f1_vs_speedup.png",
                                      f"{study.cfg.name}: F1 vs speedup at batch {b}")}
-    write_tensorboard(rows, figures, text, staging / "tensorboard", study.space_keys)
+    write_tensorboard(rows, figures, text, out / "tensorboard", study.space_keys)
     best = next((r for r in rows if r["recommended"]), None)
-    atomic_write_json(staging / "recommended.json", {"trial_id": best["trial_id"] if best else None, "row": best})
-    publish_directory(staging, final)
-    storage.push(run_dir, str(final.relative_to(run_dir)))
-    return final, rows
+    atomic_write_json(out / RECOMMENDED_FILE, {"trial_id": best["trial_id"] if best else None, "row": best})
+
+
+def read_report(path: Path) -> list[dict] | None:
+    try:
+        with (path / "frontier.csv").open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        recommended = json.loads((path / RECOMMENDED_FILE).read_text())["trial_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return [{**row, "recommended": row["trial_id"] == recommended, "pareto": row.get("pareto") == "True"}
+            for row in rows]
+
+
+def write_report(study: Study, run_dir: Path, name: str | None = None) -> tuple[Path, list[dict]]:
+    """The study's report (RUN/report/ for the experiment's own), rebuilt every time from what the
+    run directory holds; returns (path, rows)."""
+    rows: list[dict] = []
+
+    def build(work: Work) -> None:
+        rows.extend(frontier_rows(study, run_dir))
+        build_report(study, rows, work.staging)
+
+    inputs = (TEACHER_DIR, *(trial_dir(t.key) for t in study.trials if t.status == "done"))
+    stage = Stage(name="report", output=study_path(name, MAIN_REPORT), load=read_report, build=build,
+                  inputs=inputs, cached=False)
+    return run_stage(run_dir, stage).path, rows
 
 
 def load_study(run_dir: Path, cfg: ExperimentConfig, latency: dict, name: str | None = None) -> Study:
-    teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    teacher = json.loads((run_dir / TEACHER_DIR / METRICS_FILE).read_text())
     trials, space = read_index(run_dir, name)
     return Study(cfg, teacher, trials, latency, space)

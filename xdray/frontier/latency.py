@@ -11,20 +11,30 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
+import numpy as np
 import torch
+
+from xdray.core import store
+from xdray.core.batching import pad_batch
+from xdray.core.files import atomic_write_json
+from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
+from xdray.core.runtime import init_ray
+from xdray.core.stage import Stage, Work, run_stage
+from xdray.distill.quantize import INT8, quantize_int8
+
+if TYPE_CHECKING:
+    from xdray.config import ExperimentConfig
 
 
 @dataclass(frozen=True)
 class Timing:
     median_ms: float
-    p90_ms: float
-    runs: int
 
 
 def time_calls(call: Callable[[], object], runs: int = 20, warmup: int = 3, device: str = "cpu") -> Timing:
-    """Median and 90th percentile wall time (ms) of `call()` after `warmup` untimed calls."""
+    """Median wall time (ms) of `call()` after `warmup` untimed calls."""
     if runs < 20:
         raise ValueError("latency needs at least 20 timed runs")
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -38,8 +48,7 @@ def time_calls(call: Callable[[], object], runs: int = 20, warmup: int = 3, devi
             call()
             sync()
             samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return Timing(statistics.median(samples), samples[int(0.9 * (len(samples) - 1))], runs)
+    return Timing(statistics.median(samples))
 
 
 def compare(models: dict[str, Callable[[object], object]], batches: Sequence[object], runs: int = 20,
@@ -57,8 +66,7 @@ def compare(models: dict[str, Callable[[object], object]], batches: Sequence[obj
                 per_model[name].append(time_calls(lambda: model(batch), runs=runs, device=device))
     finally:
         torch.set_num_threads(previous)
-    return {name: Timing(statistics.median(t.median_ms for t in ts), statistics.median(t.p90_ms for t in ts), runs)
-            for name, ts in per_model.items()}
+    return {name: Timing(statistics.median(t.median_ms for t in ts)) for name, ts in per_model.items()}
 
 
 # ----------------------------------------------------------------------------- the study's latencies
@@ -67,7 +75,6 @@ def compare(models: dict[str, Callable[[object], object]], batches: Sequence[obj
 MBERT_BASE = {"vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
               "intermediate_size": 3072, "max_position_embeddings": 512}
 BATCHES_PER_SIZE = 3
-INT8 = "+int8"
 
 
 def reference_teacher(name: str, num_labels: int):
@@ -80,36 +87,10 @@ def reference_teacher(name: str, num_labels: int):
     return BertForTokenClassification(BertConfig(**MBERT_BASE, num_labels=num_labels)).eval()
 
 
-def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of the LSTM and Linear layers (CPU inference), on a copy."""
-    import copy
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(copy.deepcopy(module).cpu().eval(), {torch.nn.LSTM, torch.nn.Linear},
-                                dtype=torch.qint8)
-
-
-def state_bytes(module: torch.nn.Module) -> int:
-    """Bytes of the serialised weights (what a deployment ships), int8 packing included."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
-
-
 def sample_batches(input_ids: Sequence, batch_sizes: Sequence[int], pad_id: int, seed: int
                    ) -> dict[int, list[tuple[torch.Tensor, torch.Tensor]]]:
     """For each batch size, BATCHES_PER_SIZE batches of sentences drawn (seeded) from the data, so
     every model is timed at the data's own lengths. Returns {size: [(ids, mask), ...]}."""
-    import numpy as np
-
-    from xdray.teacher import pad_batch
-
     rng = np.random.default_rng(seed)
     out = {}
     for size in batch_sizes:
@@ -131,13 +112,14 @@ class LatencyRequest:
     threads: int
     run_dir: str = ""  # with remote: the local copy to pull the models into, on whichever node
     remote: str | None = None
+    inputs: tuple[str, ...] = ()  # what to pull there: the teacher and the students' trials
 
 
 def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
     """(name -> callable(batch), name -> parameter count) for every model of the request."""
-    from xdray.evaluate import count_parameters
-    from xdray.student import load_student
-    from xdray.teacher import load_token_classifier
+    from xdray.core.metrics import count_parameters
+    from xdray.distill.student import load_student
+    from xdray.teacher.load import load_token_classifier
 
     teacher = load_token_classifier(request.teacher_dir).eval()
     transformers = {"teacher": teacher}
@@ -163,13 +145,9 @@ def measure(request: LatencyRequest) -> dict:
     """Time every model of the request in this process on the same batches (runs in a Ray task
     holding one trial's resources). Returns {"device", "threads", "params", "latency_ms":
     {name: {batch size: median ms}}}."""
-    if request.remote:
-        from xdray import storage
-
-        storage.attach(Path(request.run_dir), request.remote)
-        storage.pull(Path(request.run_dir), "teacher")
-        for directory in request.students.values():
-            storage.pull(Path(request.run_dir), str(Path(directory).parent.relative_to(request.run_dir)))
+    if request.remote:  # the task may run on a node that has not seen this run
+        store.attach(Path(request.run_dir), request.remote)
+        store.pull_many(Path(request.run_dir), request.inputs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models, params = _timed_models(request, device)
     latency: dict[str, dict[str, float]] = {name: {} for name in models}
@@ -190,31 +168,32 @@ def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float, resour
     return ray.get(task.remote(request))
 
 
-def study_latency(cfg, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[str], dev_ids: Sequence,
-                  pad_id: int, study: str | None = None) -> dict:
+def study_latency(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[str],
+                  dev_ids: Sequence, pad_id: int, study: str | None = None) -> dict:
     """Time the teacher (and the reference), every finished student and its int8 variant, in one
-    Ray task with a trial's resources; cached (RUN/eval/latency.json for the experiment's own
-    study) for the same models and settings."""
-    from xdray import storage
-    from xdray.runtime import atomic_write_json, init_ray
-    from xdray.tuning import study_path
-
-    path = study_path(run_dir, study, "eval/latency.json")
-    students = {key: str(run_dir / "trials" / key / "student") for key in trial_keys}
+    Ray task with a trial's resources; a stage (RUN/eval/latency.json for the experiment's own
+    study), current for the same models and settings."""
+    students = {key: str(run_dir / trial_dir(key) / "student") for key in trial_keys}
     settings = {"students": sorted(students), "batch_sizes": list(cfg.eval.batch_sizes), "runs": cfg.eval.latency_runs,
                 "reference": cfg.eval.reference_teacher, "cpus": cfg.search.cpus_per_trial,
                 "gpus": cfg.search.gpus_per_trial, "seed": cfg.seed}
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("settings") == settings:
-            return cached
-    init_ray(cfg.runtime)
-    request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
-                             sample_batches(dev_ids, cfg.eval.batch_sizes, pad_id, cfg.seed), cfg.eval.latency_runs,
-                             max(1, int(cfg.search.cpus_per_trial)), str(run_dir), storage.remote_of(run_dir))
-    result = {**measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial,
-                                   cfg.search.resources_per_trial),
-              "settings": settings}
-    atomic_write_json(path, result)
-    storage.push(run_dir, str(path.relative_to(run_dir)))
-    return result
+    inputs = (TEACHER_DIR, *(trial_dir(key) for key in trial_keys))
+
+    def load(path: Path) -> dict | None:
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cached if cached.get("settings") == settings else None
+
+    def build(work: Work) -> None:
+        init_ray(cfg.runtime)
+        request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
+                                 sample_batches(dev_ids, cfg.eval.batch_sizes, pad_id, cfg.seed), cfg.eval.latency_runs,
+                                 max(1, int(cfg.search.cpus_per_trial)), str(run_dir), store.remote_of(run_dir), inputs)
+        measured = measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial,
+                                      cfg.search.resources_per_trial)
+        atomic_write_json(work.staging, {**measured, "settings": settings})
+
+    stage = Stage(name="latency", output=study_path(study, MAIN_LATENCY), load=load, build=build, inputs=inputs)
+    return run_stage(run_dir, stage).value

@@ -1,4 +1,4 @@
-"""Run directories on remote storage: `runtime.storage_path: s3://bucket/runs` (or gs://, or any
+"""The run directory's store: remote storage: `runtime.storage_path: s3://bucket/runs` (or gs://, or any
 URI pyarrow.fs understands).
 
 Every stage works in a local copy of the run directory (the node's cache, ~/.cache/xdray/runs/
@@ -16,12 +16,17 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Iterable
+
+from xdray.core.files import remove
 
 log = logging.getLogger(__name__)
 
 MARKER = ".xdray-storage.json"
 COMPLETE = "_XDRAY_COMPLETE"  # written last into a pushed directory: object stores cannot rename one
-CACHE = Path(os.environ.get("XDRAY_CACHE", "~/.cache/xdray")).expanduser() / "runs"
+CACHE_ROOT = Path(os.environ.get("XDRAY_CACHE", "~/.cache/xdray")).expanduser()
+CACHE = CACHE_ROOT / "runs"  # local copies of runs on remote storage
+MODELS = CACHE_ROOT / "models"  # teachers converted from other formats, keyed by their source's digest
 
 
 def is_remote(storage_path: str | None) -> bool:
@@ -67,7 +72,7 @@ def pull(run_dir: Path, relative: str, refresh: bool = False) -> bool:
     elif kind != pyarrow.fs.FileType.File:
         return local.exists()
     staging = local.with_name(local.name + ".pulling")
-    _remove(staging)
+    remove(staging)
     if kind == pyarrow.fs.FileType.Directory:
         staging.mkdir(parents=True)
     else:
@@ -76,7 +81,7 @@ def pull(run_dir: Path, relative: str, refresh: bool = False) -> bool:
                           destination_filesystem=pyarrow.fs.LocalFileSystem())
     if staging.is_dir():
         (staging / COMPLETE).unlink(missing_ok=True)
-    _remove(local)
+    remove(local)
     os.replace(staging, local)
     log.info("storage: pulled %s from %s", relative, uri)
     return True
@@ -107,10 +112,7 @@ def push(run_dir: Path, relative: str) -> None:
     log.debug("storage: pushed %s to %s", relative, uri)
 
 
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+def pull_many(run_dir: Path, relatives: Iterable[str], refresh: bool = False) -> None:
+    """pull() each of `relatives` (what a stage on another node reads before it starts)."""
+    for relative in relatives:
+        pull(run_dir, relative, refresh=refresh)

@@ -1,10 +1,10 @@
 """Ray Tune driver: one trial per point of the search space, each running the whole stage plan.
 
-Every trial writes its outputs to RUN/trials/<key>/, where the key names the student's shape and
-a hash of every setting that changes its training. A finished trial (metrics.json present)
+Every trial is a stage (`trial.trial_stage`) whose output is RUN/trials/<key>/, where the key
+names the student's shape and a hash of every setting that changes its training. A finished trial
 returns at once, so re-running an experiment only trains what is missing. Each finished sub-stage
-is reported to Tune and checkpointed in RUN/trials/<key>/checkpoint/; a failed trial is retried
-(`search.max_failures`) and continues from there, and `xdray tune --resume` continues an
+is reported to Tune and checkpointed in RUN/trials/<key>.partial/checkpoint/; a failed trial is
+retried (`search.max_failures`) and continues from there, and `xdray tune --resume` continues an
 interrupted experiment with `Tuner.restore`. Tune's own records live in RUN/tune/;
 RUN/trials/index.json lists the trials of the experiment's own study for the report; a study over
 another space file (an ablation) gets RUN/studies/<file stem>/ for its index, latency and report,
@@ -18,41 +18,29 @@ test). The trial's own checkpoint is published atomically and is always the late
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xdray import storage
-from xdray.config import (ExperimentConfig, SchedulerConfig, SearchSpace, SpaceEntry, apply_overrides,
-                          config_from_dict, config_to_dict)
-from xdray.errors import ConfigError, XdrayError
-from xdray.runtime import atomic_write_json
+from xdray.config import ExperimentConfig, config_from_dict
+from xdray.core import store
+from xdray.core.errors import ConfigError, XdrayError
+from xdray.core.files import atomic_write_json
+from xdray.core.loader import apply_overrides, config_to_dict
+from xdray.core.metrics import DEV_F1
+from xdray.core.rundir import MAIN_INDEX, TEACHER_DIR, TUNE_DIR, study_path, trial_dir
+from xdray.core.stage import Stage, Work, run_stage
+from xdray.distill.keys import transfer_key, trial_key
+from xdray.distill.schedule import expand
+from xdray.distill.schema import SchedulerConfig
+from xdray.distill.space import SearchSpace, SpaceEntry, describe, short_name
+from xdray.distill.trial import TRANSFER_LOSSES
 
 log = logging.getLogger(__name__)
-
-TRIALS_DIR, TUNE_DIR, INDEX_FILE, STUDIES_DIR = "trials", "tune", "index.json", "studies"
-MAIN_INDEX = f"{TRIALS_DIR}/{INDEX_FILE}"
-
-# Config sections that decide what a trial trains; the rest (search, eval, report, runtime) do not,
-# and neither do these placement settings of the transfer build.
-TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
-PLACEMENT = {"transfer": ("actors", "batch_size", "micro_batch", "resources_per_actor")}
-# Settings added after runs existed, with the default that reproduces the old behaviour: a trial at
-# that default keeps the key it had before the setting existed, so its results are reused.
-ADDED_SETTINGS = {"student": {"rep_projection": "gelu"}}
-KILL_MARKER = ".xdray-kill-after-substage"  # see _fail_if_asked
-
-
-def study_path(run_dir: Path, study: str | None, main: str) -> Path:
-    """A study's file: RUN/<main> for the experiment's own study, RUN/studies/<study>/<basename>
-    for a named one (e.g. main="eval/latency.json" -> RUN/studies/stages/latency.json)."""
-    return run_dir / main if study is None else run_dir / STUDIES_DIR / study / Path(main).name
 
 
 def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict[str, Any]:
@@ -74,28 +62,6 @@ def trial_config(base: dict, params: dict) -> ExperimentConfig:
     return config_from_dict(apply_overrides(base, params), "trial")
 
 
-def describe(value: Any) -> Any:
-    """A searched value as a short scalar for names, tables and HParams: a stage plan becomes
-    e.g. "rep>logit*>ce*" (* = gradual unfreezing)."""
-    if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, dict) and "loss" in v for v in value):
-            return ">".join(v["loss"] + ("*" if v.get("unfreeze") == "gradual" else "") for v in value)
-        return ",".join(str(describe(v)) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return value
-
-
-def short_name(key: str) -> str:
-    """student.embedding_dim -> embedding_dim: the column name of a searched key."""
-    return key.split(".")[-1]
-
-
-def transfer_key(cfg: ExperimentConfig) -> str:
-    """Which transfer set a trial reads: a hash of its transfer settings."""
-    return hashlib.sha256(json.dumps(config_to_dict(cfg.transfer), sort_keys=True).encode()).hexdigest()[:12]
-
-
 def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[ExperimentConfig]:
     """One config per combination of the space's transfer.* values: each needs its own transfer
     set, built before the trials start (the teacher-layer and transfer-size ablations)."""
@@ -114,17 +80,6 @@ def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[Experim
     return [trial_config(base, {e.key: v for e, v in zip(varied, combo)}) for combo in combos]
 
 
-def trial_key(cfg: ExperimentConfig) -> str:
-    """E<dim>-H<hidden>-<hash of every training setting>: stable across runs and machines."""
-    settings = {name: config_to_dict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
-    for section, keys in PLACEMENT.items():
-        settings[section] = {k: v for k, v in settings[section].items() if k not in keys}
-    for section, defaults in ADDED_SETTINGS.items():
-        settings[section] = {k: v for k, v in settings[section].items() if k not in defaults or defaults[k] != v}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"E{cfg.student.embedding_dim}-H{cfg.student.hidden_size}-{digest}"
-
-
 @dataclass(frozen=True)
 class StudyInputs:
     """What every trial needs from the driver (small, so it travels with the trainable)."""
@@ -136,76 +91,48 @@ class StudyInputs:
     remote: str | None = None  # the run directory on storage, where there is one
 
 
-def _sync_trial_inputs(inputs: StudyInputs, key: str, transfer: str | None) -> None:
-    """On a node that may never have seen this run: pull the teacher, the trial's transfer set and
-    the trial's own progress (storage is the truth: another node may have got further)."""
-    run_dir = Path(inputs.run_dir)
-    storage.attach(run_dir, inputs.remote)
-    storage.pull(run_dir, "teacher")
-    if transfer:
-        storage.pull(run_dir, str(Path(transfer).relative_to(run_dir)))
-    if not storage.pull(run_dir, f"{TRIALS_DIR}/{key}", refresh=True):
-        storage.pull(run_dir, f"{TRIALS_DIR}/{key}/checkpoint", refresh=True)
-
-
 # ----------------------------------------------------------------------------- the trainable
-
-
-def _fail_if_asked(trial_dir: Path, substage: int) -> None:
-    """Fault injection for tests: a trial directory holding KILL_MARKER with this sub-stage's
-    number loses its process abruptly after that sub-stage (once: the marker goes first), as a
-    preempted node or an OOM kill would."""
-    marker = trial_dir / KILL_MARKER
-    if marker.exists() and marker.read_text().strip() == str(substage):
-        marker.unlink()
-        os._exit(1)
 
 
 def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
 
-def run_one(params: dict, inputs: StudyInputs) -> None:
+def tune_trainable(params: dict, inputs: StudyInputs) -> None:
     """Tune's function trainable: train (or resume, or just re-report) one grid point."""
     import ray
     import torch
     from ray import tune
 
+    from xdray.core.runtime import configure_logging, seed_everything
     from xdray.data.sources import load_labelled
-    from xdray.distill.schedule import expand
-    from xdray.distill.trial import prepare, run_trial
-    from xdray.runtime import seed_everything
+    from xdray.distill.trial import prepare, trial_stage
 
     cfg = trial_config(inputs.base, params)
     # Sub-stage progress lines reach the driver's log through Ray's log forwarding; the driver has
     # already reported the encoding warnings once, so trials do not repeat them.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("xdray").setLevel(logging.INFO)
+    configure_logging()
     logging.getLogger("xdray.data.encode").setLevel(logging.ERROR)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(cfg.search.cpus_per_trial)))
     seed_everything(cfg.seed)
     key = trial_key(cfg)
     run_dir = Path(inputs.run_dir)
-    trial_dir = run_dir / TRIALS_DIR / key
     substages = len(expand(cfg.distill.stages))
     transfer = inputs.transfers.get(transfer_key(cfg)) if needs_transfer(cfg) else None
-    if inputs.remote:
-        _sync_trial_inputs(inputs, key, transfer)
-    if not (trial_dir / "metrics.json").exists():
-        td = prepare(cfg, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
+    if inputs.remote:  # a node that may never have seen this run: its inputs come from storage
+        store.attach(run_dir, inputs.remote)
+        store.pull_many(run_dir, [TEACHER_DIR] + ([str(Path(transfer).relative_to(run_dir))] if transfer else []))
 
-        def report(metrics: dict) -> None:
-            storage.push(run_dir, f"{TRIALS_DIR}/{key}/checkpoint")
-            tune.report({**_scalars(metrics), "trial_key": key, "done": False})
-            _fail_if_asked(trial_dir, metrics["substage_index"])
+    def report(metrics: dict) -> None:
+        tune.report({**_scalars(metrics), "trial_key": key, "done": False})
 
-        run_trial(cfg, trial_dir, td, report=report)  # resumes from trial_dir/checkpoint if there is one
-        storage.push(run_dir, f"{TRIALS_DIR}/{key}")
-    final = json.loads((trial_dir / "metrics.json").read_text())
+    def data():
+        return prepare(cfg, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
+
+    final = run_stage(run_dir, trial_stage(cfg, trial_dir(key), data, report)).value
     tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
-                 "dev_f1_mean": final["dev"]["f1_mean"], "params": final["params"],
+                 DEV_F1: final["dev"]["f1_mean"], "params": final["params"],
                  "node_id": ray.get_runtime_context().get_node_id()})
 
 
@@ -213,8 +140,6 @@ def run_one(params: dict, inputs: StudyInputs) -> None:
 
 
 def needs_transfer(cfg: ExperimentConfig) -> bool:
-    from xdray.distill.trial import TRANSFER_LOSSES
-
     return any(stage.loss in TRANSFER_LOSSES for stage in cfg.distill.stages)
 
 
@@ -224,7 +149,7 @@ def _trial_name(trial) -> str:
     return "-".join(parts).replace("/", "_").replace(">", "_").replace("*", "g") or "trial"
 
 
-def _scheduler(spec: SchedulerConfig | None, substages: int):
+def asha_scheduler(spec: SchedulerConfig | None, substages: int):
     if spec is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
@@ -237,7 +162,7 @@ def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
     from ray import tune
 
     resources = {"cpu": cfg.search.cpus_per_trial, "gpu": cfg.search.gpus_per_trial, **cfg.search.resources_per_trial}
-    return tune.with_resources(tune.with_parameters(run_one, inputs=inputs), resources)
+    return tune.with_resources(tune.with_parameters(tune_trainable, inputs=inputs), resources)
 
 
 def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int):
@@ -250,7 +175,7 @@ def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbo
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
     tune_config = tune.TuneConfig(
         max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
-        trial_dirname_creator=lambda trial: f"{_trial_name(trial)}-{trial.trial_id}", scheduler=_scheduler(space.scheduler, len(expand(cfg.distill.stages))))
+        trial_dirname_creator=lambda trial: f"{_trial_name(trial)}-{trial.trial_id}", scheduler=asha_scheduler(space.scheduler, len(expand(cfg.distill.stages))))
     return tune.Tuner(_trainable(cfg, inputs), param_space=tune_param_space(space.entries),
                       tune_config=tune_config, run_config=run_config)
 
@@ -264,20 +189,16 @@ class TrialResult:
     node_id: str | None = None  # the Ray node that finished it
 
 
-def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
-              transfers: dict[str, Path], resume: bool = False, progress: bool = False,
-              study: str | None = None) -> list[TrialResult]:
-    """Run (or, with resume, continue) the Tune experiment; returns one result per trial and
-    writes the study's index (RUN/trials/index.json for the experiment's own study).
-    `transfers`: transfer_key -> transfer set, one per variant."""
+def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
+                 transfers: dict[str, Path], resume: bool, progress: bool):
+    """A new Tuner over the space, or (resume) the interrupted one restored."""
     from ray import tune
 
-    from xdray.runtime import init_ray
+    from xdray.core.runtime import init_ray
 
     init_ray(cfg.runtime)
-    base = config_to_dict(cfg)
-    inputs = StudyInputs(base, str(run_dir), str(teacher_dir), {k: str(v) for k, v in transfers.items()},
-                         storage.remote_of(run_dir))
+    inputs = StudyInputs(config_to_dict(cfg), str(run_dir), str(teacher_dir),
+                         {k: str(v) for k, v in transfers.items()}, store.remote_of(run_dir))
     experiment = f"{inputs.remote}/{TUNE_DIR}" if inputs.remote else str(run_dir / TUNE_DIR)
     if resume:
         if not tune.Tuner.can_restore(experiment):
@@ -287,13 +208,25 @@ def run_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_
         if not inputs.remote:  # Tune's records only: finished trials live in trials/
             shutil.rmtree(experiment, ignore_errors=True)
         tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0)
-    grid = tuner.fit()
-    results = [_result(base, r) for r in grid]
-    index = study_path(run_dir, study, MAIN_INDEX)
-    atomic_write_json(index, {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
-    storage.push(run_dir, str(index.relative_to(run_dir)))
-    for result in results:  # finished trials' outputs, for the report on this node
-        storage.pull(run_dir, f"{TRIALS_DIR}/{result.key}", refresh=True)
+    return tuner
+
+
+def run_tune_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
+                   transfers: dict[str, Path], resume: bool = False, progress: bool = False,
+                   study: str | None = None) -> list[TrialResult]:
+    """Run (or, with resume, continue) the Tune experiment as a stage whose output is the study's
+    index (RUN/trials/index.json for the experiment's own study): its trials and searched keys.
+    `transfers`: transfer_key -> transfer set, one per variant."""
+    base = config_to_dict(cfg)
+
+    def build(work: Work) -> None:
+        results = [_result(base, r) for r in _study_tuner(cfg, space, run_dir, teacher_dir, transfers, resume,
+                                                          progress).fit()]
+        atomic_write_json(work.staging, {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
+
+    stage = Stage(name="tune", output=study_path(study, MAIN_INDEX), load=_read_index_file, build=build,
+                  cached=False)
+    results, _ = run_stage(run_dir, stage).value
     return results
 
 
@@ -306,10 +239,18 @@ def _result(base: dict, result) -> TrialResult:
     return TrialResult(key, params, "done" if metrics.get("done") else "stopped", node_id=metrics.get("node_id"))
 
 
+def _read_index_file(path: Path) -> tuple[list[TrialResult], list[str]] | None:
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return [TrialResult(**t) for t in index["trials"]], index["space"]
+
+
 def read_index(run_dir: Path, study: str | None = None) -> tuple[list[TrialResult], list[str]]:
     """The study's trials and searched keys."""
-    path = study_path(run_dir, study, MAIN_INDEX)
-    if not path.exists():
+    path = run_dir / study_path(study, MAIN_INDEX)
+    index = _read_index_file(path)
+    if index is None:
         raise XdrayError(f"{path}: no trials yet; run `xdray tune` (or `xdray run`) first")
-    index = json.loads(path.read_text())
-    return [TrialResult(**t) for t in index["trials"]], index["space"]
+    return index

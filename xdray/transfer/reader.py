@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from xdray.transfer import MANIFEST, SCHEMA_VERSION, TransferSetError, read_manifest, schema
+from xdray.core.batching import sorted_batches
+from xdray.transfer.format import MANIFEST, SCHEMA_VERSION, TransferSetError, read_manifest, schema
 
 _GOLDEN = 0x9E3779B97F4A7C15  # uid -> well-mixed 64-bit hash (Fibonacci hashing)
 
@@ -133,10 +134,9 @@ class TransferSet:
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
         if split == "heldout":
-            rows = list(self.iter_rows(split, heldout_fraction))  # the held-out slice is small by design
-            rows.sort(key=lambda r: (len(r[2]), r[0]))
-            for start in range(0, len(rows), batch_size):
-                yield collate(rows[start:start + batch_size], pad_id)
+            rows = sorted(self.iter_rows(split, heldout_fraction), key=lambda r: r[0])  # small by design
+            for idx in sorted_batches([len(r[2]) for r in rows], batch_size):  # by length, then uid
+                yield collate([rows[i] for i in idx], pad_id)
             return
         rng = np.random.default_rng([seed, epoch])
         files = [f["file"] for f in self.manifest["files"]]
@@ -159,10 +159,9 @@ def _emit(buffer: list[tuple], window: int, batch_size: int, rng: np.random.Gene
     for i in sorted(picks, reverse=True):  # swap-remove, O(1) each
         buffer[i] = buffer[-1]
         buffer.pop()
-    chosen.sort(key=lambda r: len(r[2]))
-    batches = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
+    batches = sorted_batches([len(r[2]) for r in chosen], batch_size)
     for b in rng.permutation(len(batches)):
-        yield collate(batches[b], pad_id)
+        yield collate([chosen[i] for i in batches[b]], pad_id)
 
 
 def collate(rows: Sequence[tuple], pad_id: int) -> TransferBatch:

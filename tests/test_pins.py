@@ -1,0 +1,66 @@
+"""Pinned identities: the refactors of the layout must not move a fingerprint, a trial key or a
+transfer set's rows, or existing run directories would silently stop being reused. The values
+were taken from the code before the stage runner (commit a413c00) and must only change with a
+deliberate, documented format change."""
+
+import pytest
+
+from conftest import REPO
+from xdray.config import load_experiment
+from xdray.core.loader import config_to_dict
+from xdray.data.sources import load_labelled
+from xdray.distill.keys import trial_key
+from xdray.distill.tuning import trial_config
+from xdray.teacher.stage import input_fingerprint
+
+
+def test_quickstart_data_teacher_inputs_and_trial_keys():
+    cfg = load_experiment(REPO / "experiments" / "quickstart.yaml")
+    data = load_labelled(cfg)
+    assert data.fingerprint == "ed714204bff4d06f"
+    assert input_fingerprint(cfg, data) == "969d92c19a86a613"  # RUN/teacher/fingerprint.json "inputs"
+    base = config_to_dict(cfg)
+    keys = {trial_key(trial_config(base, {"student.embedding_dim": e, "student.hidden_size": h}))
+            for e in (32, 64) for h in (32, 64)}
+    assert keys == {"E32-H32-0b7d31b6", "E64-H32-72bd7839", "E32-H64-63884d3e", "E64-H64-23ea71fb"}
+
+
+def test_tiny_teacher_weights_transfer_set_and_rows(tiny_built):
+    """The same config and seed give the same teacher weights, transfer fingerprint and rows."""
+    cfg, data, teacher, transfer = tiny_built
+    assert data.fingerprint == "783fcdfc4e983ca9"
+    assert input_fingerprint(cfg, data) == "bbd3a4a2008ee86b"
+    assert teacher.fingerprint == "3ffb51c545495203"
+    assert transfer.fingerprint == "32d835f9854de63d"
+    assert transfer.manifest["rows_digest"] == "87ed612f6ef2a98f"
+    assert trial_key(cfg) == "E100-H200-296b4beb"
+
+
+PINNED_PLAN = [{"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 3, "patience": 3, "lr_high": 0.02,
+                "batch_size": 8}]
+
+
+def test_a_seeded_tiny_student_gives_pinned_metrics(tiny_built, tmp_path):
+    """Exact numbers of one seeded run: a change in batching, the schedule, initialisation or the
+    metric shows up here, not as a vague drift in a study."""
+    from xdray.config import config_from_dict
+    from xdray.distill.trial import prepare, train_student
+
+    cfg, data, teacher, transfer = tiny_built
+    raw = config_to_dict(cfg)
+    raw["distill"]["stages"] = PINNED_PLAN
+    raw["student"].update(embedding_dim=16, hidden_size=8)
+    student_cfg = config_from_dict(raw)
+    final = train_student(student_cfg, tmp_path / "trial", prepare(student_cfg, teacher.path, None, data),
+                          tensorboard=False)
+    (history,) = final["history"]
+    assert (final["params"], history["epochs"], history["best_epoch"]) == PINNED["shape"]
+    assert final["dev"]["f1_mean"] == pytest.approx(PINNED["dev_f1_mean"], abs=1e-9)
+    assert final["dev"]["per_language"] == pytest.approx(PINNED["dev_per_language"], abs=1e-9)
+    assert history["heldout_loss"] == pytest.approx(PINNED["heldout_loss"], rel=1e-5)
+    assert history["train_loss"] == pytest.approx(PINNED["train_loss"], rel=1e-5)
+
+
+PINNED = {"shape": (9063, 3, 3), "dev_f1_mean": 0.4720863306633712,
+          "dev_per_language": {"en": 0.40506329113924056, "hi": 0.4137931034482758, "ru": 0.5974025974025974},
+          "heldout_loss": 0.5389520817752338, "train_loss": 0.4455379009445988}

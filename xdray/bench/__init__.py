@@ -1,0 +1,16 @@
+"""Benchmarks, side by side in one run, reported as ratios (these machines are noisy); each prints
+a JSON object as its last line.
+
+`xdray bench transfer`: the transfer-set build, a hand-written loop against the Ray Data pipeline.
+`xdray bench train`: student training, a padded loop against xdray's trial loop.
+"""
+
+from __future__ import annotations
+
+
+def main(args) -> int:
+    if args.bench == "transfer":
+        from xdray.bench.transfer import main as run
+    else:
+        from xdray.bench.train import main as run
+    return run(args)

@@ -1,0 +1,60 @@
+"""Writing files so that readers never see half of one: temporary name, then an atomic rename."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Errors of the machine, not of xdray: a read-only or full disk, a file where a directory should be.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and rename, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Replace `final` (a file or a directory) with the finished `staging` one. The old directory
+    is removed only after the new one is in place, so a crash never leaves neither."""
+    if staging.is_file():
+        os.replace(staging, final)
+        return
+    old = final.with_name(final.name + ".old")
+    remove(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    remove(old)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a directory tree, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -1,0 +1,150 @@
+"""The pipeline, stage after stage: data -> teacher -> transfer -> trials (Tune) -> latency ->
+report -> export. Each stage goes through the runner (`xdray.core.stage`), which skips it when its
+output is current, so running an experiment again resumes it. The CLI's commands call these."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from xdray.config import ExperimentConfig, dump_config, load_search_space
+from xdray.core import store
+from xdray.core.errors import XdrayError
+from xdray.core.rundir import (CONFIG_FILE, MAIN_INDEX, MAIN_LATENCY, MAIN_REPORT, STUDIES_DIR, TEACHER_DIR,
+                               TRAIN_DIR, TUNE_DIR, prepare_run_directory, run_directory, save_run_config,
+                               trial_dir)
+from xdray.core.runtime import progress_enabled, seed_everything
+from xdray.core.stage import run_stage
+from xdray.core.loader import config_to_dict
+from xdray.data.sources import LabelledData, check_unlabelled, load_labelled
+from xdray.distill.keys import transfer_key, trial_key
+from xdray.distill.space import SearchSpace
+from xdray.distill.tuning import needs_transfer, read_index, run_tune_study, transfer_variants
+from xdray.teacher.stage import TeacherOutput, run_teacher_stage
+from xdray.transfer.stage import TransferOutput, build_transfer_set
+
+log = logging.getLogger("xdray")
+
+
+@dataclass
+class Context:
+    """What every stage command starts from: the config, the run directory, the labelled data."""
+
+    cfg: ExperimentConfig
+    run_dir: Path
+    data: LabelledData
+
+
+def context(cfg: ExperimentConfig, out: str | None, unlabelled: bool = True) -> Context:
+    """Data and run directory. Every data file is read first (the unlabelled text too, unless the
+    command builds no transfer set): bad data fails before anything is written, not after an hour
+    of teacher fine-tuning."""
+    seed_everything(cfg.seed)
+    data = load_labelled(cfg)
+    if unlabelled:
+        check_unlabelled(cfg, data)
+    run_dir = run_directory(cfg.name, cfg.runtime.storage_path, out)
+    prepare_run_directory(run_dir, cfg.name, cfg.runtime.storage_path)
+    log.info("data %s: %s sentences over %d languages", data.fingerprint,
+             ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()), len(data.languages))
+    return Context(cfg, run_dir, data)
+
+
+def teacher(ctx: Context) -> TeacherOutput:
+    result = run_teacher_stage(ctx.cfg, ctx.data, ctx.run_dir, progress_enabled(ctx.cfg.runtime.progress))
+    save_run_config(ctx.run_dir, dump_config(ctx.cfg))  # only once the data and the teacher are known good
+    return result
+
+
+def transfer(ctx: Context, t: TeacherOutput) -> TransferOutput:
+    return build_transfer_set(ctx.cfg, ctx.run_dir, t.path, t.fingerprint, ctx.data)
+
+
+def train_one(ctx: Context) -> tuple[dict, TeacherOutput]:
+    """One student through the whole plan, without Tune, in RUN/train/<key> (named by its key, so a
+    changed setting never resumes another's checkpoint)."""
+    from xdray.distill.trial import prepare, trial_stage
+
+    t = teacher(ctx)
+    tr = transfer(ctx, t) if needs_transfer(ctx.cfg) else None
+    output = f"{TRAIN_DIR}/{trial_key(ctx.cfg)}"
+    stage = trial_stage(ctx.cfg, output, lambda: prepare(ctx.cfg, t.path, tr.path if tr else None, ctx.data))
+    done = run_stage(ctx.run_dir, stage)
+    return {**done.value, "path": str(done.path)}, t
+
+
+def search_space(cfg: ExperimentConfig, path: str | None) -> SearchSpace:
+    if path is None and cfg.search.space is None:
+        return SearchSpace()
+    return load_search_space(Path(path) if path else cfg.resolve_path(cfg.search.space), config_to_dict(cfg))
+
+
+def study_name(cfg: ExperimentConfig, space_file: str | None) -> str | None:
+    """None for the experiment's own study (search.space); the file's stem for another space
+    file, whose index and report then go to RUN/studies/<stem>/."""
+    if space_file is None or (cfg.search.space and Path(space_file).resolve() == cfg.resolve_path(cfg.search.space).resolve()):
+        return None
+    return Path(space_file).stem
+
+
+def tune(ctx: Context, space_file: str | None, resume: bool) -> int:
+    """Teacher and transfer sets (cached), the Tune study, then latency and the report. Returns
+    the exit code: 1 when a trial failed after its retries."""
+    space = search_space(ctx.cfg, space_file)
+    variants = transfer_variants(ctx.cfg, space)
+    t = teacher(ctx)
+    transfers = {transfer_key(v): transfer(Context(v, ctx.run_dir, ctx.data), t).path
+                 for v in variants if needs_transfer(v) or "distill.stages" in space.keys}
+    study = study_name(ctx.cfg, space_file)
+    results = run_tune_study(ctx.cfg, space, ctx.run_dir, t.path, transfers, resume=resume,
+                             progress=progress_enabled(ctx.cfg.runtime.progress), study=study)
+    failed = [r for r in results if r.status == "error"]
+    print(f"tune {ctx.run_dir / TUNE_DIR}: {len(results)} trials, "
+          + ", ".join(f"{n} {status}" for status in ("done", "stopped", "error")
+                      if (n := sum(r.status == status for r in results))))
+    for r in failed:
+        print(f"  trial {r.key} failed: {(r.error or '').splitlines()[0] if r.error else ''}", file=sys.stderr)
+    if len(failed) == len(results):
+        raise XdrayError(f"every trial failed; see {ctx.run_dir / TUNE_DIR} for the logs")
+    report(ctx.cfg, ctx.run_dir, ctx.data, t.path, study)
+    return 1 if failed else 0
+
+
+def report(cfg: ExperimentConfig, run_dir: Path, data: LabelledData, teacher_dir: Path,
+           study: str | None = None) -> None:
+    """Latency of the study's finished students, then the frontier report."""
+    from transformers import AutoTokenizer
+
+    from xdray.data.encode import encode_dataset
+    from xdray.frontier.latency import study_latency
+    from xdray.frontier.report import load_study, write_report
+
+    keys = [t.key for t in read_index(run_dir, study)[0] if t.status == "done"]
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    dev_ids = encode_dataset(tokenizer, data.splits["dev"], cfg.data.max_length, with_labels=False).input_ids
+    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev_ids, tokenizer.pad_token_id, study)
+    path, rows = write_report(load_study(run_dir, cfg, latency, study), run_dir, study)
+    best = next((r for r in rows if r["recommended"]), None)
+    print(f"report {path}: {len(rows)} frontier rows, {sum(r['pareto'] for r in rows)} on the Pareto front; "
+          + (f"recommended {best['trial_id']} (dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
+             f"compression {best['compression']:g}x)" if best else "no student meets report.min_retention"))
+
+
+def pull_run(run_dir: Path, study: str | None = None) -> None:
+    """Where RUN_DIR is the local copy of a run on storage: fetch what report and export read
+    (for a named study, its index and the trials it lists)."""
+    if store.remote_of(run_dir) is None:
+        return
+    store.pull_many(run_dir, (CONFIG_FILE, TEACHER_DIR, MAIN_INDEX, MAIN_LATENCY, MAIN_REPORT, STUDIES_DIR),
+                    refresh=True)
+    store.pull_many(run_dir, (trial_dir(t.key) for t in read_index(run_dir, study)[0]), refresh=True)
+
+
+def export(run_dir: Path, trial: str | None) -> Path:
+    from xdray.serve.export import export_student
+
+    path = export_student(run_dir, trial)
+    print(f"export {path}: try `xdray predict --model {path} FILE`")
+    return path

@@ -1,0 +1,135 @@
+"""The teacher stage: build or load, fine-tune, evaluate and save the teacher into RUN/teacher/.
+
+Output: the model and tokenizer (`save_pretrained`), metrics.json and fingerprint.json. The stage
+is current when fingerprint.json's `inputs` equals the hash of what it depends on (teacher config,
+labels, max length, the data, the seed, and the starting model's files); later stages cache on
+`fingerprint`, the hash of the saved weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xdray.core.loader import config_to_dict, digest
+from xdray.core.rundir import TEACHER_DIR
+from xdray.core.stage import Done, Stage, Work, run_stage
+from xdray.data.encode import Encoded, encode_dataset
+from xdray.data.sources import LabelledData
+from xdray.core.files import atomic_write_json
+from xdray.teacher.finetune import METRICS_FILE, finetune
+from xdray.teacher.load import evaluate_teacher, initial_teacher, model_reference
+
+if TYPE_CHECKING:
+    from xdray.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+@dataclass(frozen=True)
+class TeacherOutput:
+    path: Path
+    fingerprint: str  # hash of the model config + weights: what later stages cache on
+    metrics: dict[str, Any]
+    skipped: bool
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """sha256 over config.json and the safetensors weights: identifies the teacher itself."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    for path in [model_dir / "config.json"] + sorted(model_dir.glob("*.safetensors")):
+        sha.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sha.update(block)
+    return sha.hexdigest()[:16]
+
+
+def input_fingerprint(cfg: ExperimentConfig, data: LabelledData) -> str:
+    """What the teacher stage depends on: teacher config, labels, max length, data, seed."""
+    return digest({"teacher": config_to_dict(cfg.teacher), "labels": list(data.labels),
+                   "max_length": cfg.data.max_length, "data": data.fingerprint, "seed": cfg.seed,
+                   "model_files": _model_files_fingerprint(cfg)})
+
+
+def _model_files_fingerprint(cfg: ExperimentConfig) -> str | None:
+    """A local starting model is part of the input: hash its weights, so editing it invalidates."""
+    if cfg.teacher.init == "build":
+        return None
+    ref = model_reference(cfg)
+    return weights_fingerprint(Path(ref)) if Path(ref).is_dir() else ref
+
+
+def read_teacher(teacher_dir: Path, inputs: str) -> TeacherOutput | None:
+    """The saved teacher if it was built from the same inputs, else None."""
+    try:
+        meta = json.loads((teacher_dir / FINGERPRINT_FILE).read_text())
+        metrics = json.loads((teacher_dir / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("inputs") != inputs:
+        return None
+    return TeacherOutput(teacher_dir, meta["fingerprint"], metrics, skipped=True)
+
+
+def encode_splits(tokenizer, data: LabelledData, max_length: int) -> dict[str, Encoded]:
+    encoded = {}
+    for split, ds in data.splits.items():
+        encoded[split] = encode_dataset(tokenizer, ds, max_length)
+        encoded[split].stats.log(f"teacher/{split}")
+    return encoded
+
+
+def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, work: Work,
+                       progress: bool = False) -> None:
+    """The stage body: the teacher, fine-tuned (or as it is, with epochs 0) and evaluated, saved
+    into work.staging with its metrics and fingerprints."""
+    started = time.time()
+    model, tokenizer = initial_teacher(cfg, data)  # bad model files fail before anything is written
+    out = work.staging
+    encoded = encode_splits(tokenizer, data, cfg.data.max_length)
+    if cfg.teacher.finetune.epochs > 0:
+        init_dir = work.scratch / "init"
+        model.save_pretrained(init_dir, safe_serialization=True)
+        tokenizer.save_pretrained(init_dir)
+        finetune(cfg, init_dir, encoded, data.labels, work.scratch, out, progress)
+        metrics = json.loads((out / METRICS_FILE).read_text())
+    else:
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        ft = cfg.teacher.finetune
+        metrics = {split: evaluate_teacher(model, encoded[split], data.labels, tokenizer.pad_token_id,
+                                           ft.eval_batch_size)
+                   for split in ("dev", "test") if split in encoded}
+    metrics["wall_time_s"] = round(time.time() - started, 1)
+    metrics["encoding"] = {split: enc.stats.counts() for split, enc in encoded.items()}
+    atomic_write_json(out / METRICS_FILE, metrics)
+    atomic_write_json(out / FINGERPRINT_FILE, {"fingerprint": weights_fingerprint(out), "inputs": inputs,
+                                               "labels": list(data.labels), "data": data.fingerprint})
+
+
+def _summary(teacher: TeacherOutput) -> str:
+    dev = teacher.metrics["dev"]
+    return (f"dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
+            + ", ".join(f"{lang} {f1:.3f}" for lang, f1 in dev["per_language"].items()))
+
+
+def teacher_stage(cfg: ExperimentConfig, data: LabelledData, progress: bool = False) -> Stage[TeacherOutput]:
+    inputs = input_fingerprint(cfg, data)
+    return Stage(name="teacher", output=TEACHER_DIR, load=lambda path: read_teacher(path, inputs),
+                 build=lambda work: build_teacher_into(cfg, data, inputs, work, progress), summary=_summary)
+
+
+def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, progress: bool = False) -> TeacherOutput:
+    """The teacher for this experiment in RUN/teacher, built unless it is current."""
+    done: Done[TeacherOutput] = run_stage(run_dir, teacher_stage(cfg, data, progress))
+    t = done.value
+    return TeacherOutput(t.path, t.fingerprint, t.metrics, skipped=done.skipped)

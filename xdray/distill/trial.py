@@ -39,6 +39,7 @@ from xdray.transfer.reader import TransferSet
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+LOG_SECONDS = 60  # a progress line at least this often inside a long epoch
 
 Report = Callable[[dict], None]
 TRANSFER_LOSSES = ("rep", "logit")
@@ -198,13 +199,18 @@ def heldout_loss(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, s
 
 
 def train_epoch(student: BiLSTMStudent, optimizer: torch.optim.Optimizer, stream: Iterator[Batch],
-                loss_fn: Callable[[Batch], torch.Tensor], schedule: LRScheduler | None = None) -> tuple[float, float]:
+                loss_fn: Callable[[Batch], torch.Tensor], schedule: LRScheduler | None = None,
+                name: str = "") -> tuple[float, float]:
     """One pass over `stream`, the schedule stepped after every batch; returns (token-weighted mean
-    loss, the learning rate of the last step)."""
+    loss, the learning rate of the last step). Logs a progress line a minute, for nohup logs."""
     student.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total, weight, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
-    for batch in stream:
+    last_line = time.time()
+    for step, batch in enumerate(stream, 1):
+        if time.time() - last_line >= LOG_SECONDS:
+            log.info("%s: step %d, loss %.4f", name, step, total / max(weight, 1))
+            last_line = time.time()
         lr = optimizer.param_groups[0]["lr"]
         loss = loss_fn(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -218,7 +224,7 @@ def train_epoch(student: BiLSTMStudent, optimizer: torch.optim.Optimizer, stream
 
 
 def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, sub: SubStage, index: int,
-                   writer) -> dict:
+                   writer, trial: str = "") -> dict:
     """Adam + SGDR over the trainable groups, early stopping on the held-out loss, best weights
     restored. Returns the sub-stage's metrics."""
     torch.manual_seed(cfg.seed * 100 + index)  # each sub-stage seeds itself: resume == uninterrupted
@@ -235,7 +241,8 @@ def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig,
     train_loss, lr, epochs = 0.0, sub.stage.lr_high, 0
     for epoch in range(sub.stage.max_epochs):
         train_loss, lr = train_epoch(student, optimizer, batches(td, cfg, sub, "train", epoch),
-                                     lambda b: loss_of(student, b, cfg, sub, pca), schedule)
+                                     lambda b: loss_of(student, b, cfg, sub, pca), schedule,
+                                     f"trial {trial} {sub.name} epoch {epoch + 1}")
         held = heldout_loss(student, td, cfg, sub, pca)
         epochs = epoch + 1
         if writer is not None:
@@ -301,7 +308,7 @@ def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report:
     writer = SummaryWriter(str(trial_dir / "tensorboard")) if tensorboard else None
     for index in range(state["done"], len(plan)):
         sub = plan[index]
-        metrics = train_substage(student, td, cfg, sub, index, writer)
+        metrics = train_substage(student, td, cfg, sub, index, writer, name)
         dev = evaluate_student(student, td, "dev")
         metrics.update({DEV_F1: dev["f1_mean"], "dev_f1_std": dev["f1_std"], "dev_f1_micro": dev["f1_micro"],
                         **{f"dev_f1_{lang}": f1 for lang, f1 in dev["per_language"].items()}})

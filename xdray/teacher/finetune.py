@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from xdray.config import ExperimentConfig
 
 METRICS_FILE = "metrics.json"
+LOG_SECONDS = 60  # without a terminal, a progress line at least this often (people tail nohup logs)
 
 
 def _train_loop(config: dict) -> None:
@@ -56,7 +57,7 @@ def _train_loop(config: dict) -> None:
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * total_steps), total_steps)
     pad_id = tokenizer.pad_token_id
     best_f1, best_state, best_dev, step, epoch = -1.0, None, None, 0, 0
-    started = time.time()
+    started = last_line = time.time()
     bar = None
     if config["progress"] and rank == 0:  # a bar the driver draws; plain log lines otherwise
         from ray.experimental.tqdm_ray import tqdm
@@ -80,9 +81,10 @@ def _train_loop(config: dict) -> None:
             step, running, seen = step + 1, running + loss.item(), seen + 1
             if bar is not None:
                 bar.update(1)
-            elif rank == 0 and step % config["log_every"] == 0:
+            elif rank == 0 and (step % config["log_every"] == 0 or time.time() - last_line >= LOG_SECONDS):
                 print(f"[teacher] step {step}/{total_steps} loss {running / seen:.4f} "
                       f"({time.time() - started:.0f}s)", flush=True)
+                last_line = time.time()
         epoch += 1
         metrics = {"epoch": epoch, "step": step, "train_loss": running / max(seen, 1)}
         if rank == 0:

@@ -40,6 +40,18 @@ def test_vocabulary_restricts_and_maps_unknown_pieces_to_unk():
     assert mapped.tolist() == [PAD, vocab.teacher_ids.index(berlin), UNK]
 
 
+def test_a_frequency_cut_keeps_the_most_frequent_pieces():
+    tok = train_wordpiece([["Berlin", "Paris", "Rom"]] * 3, 60)
+    ids = {w: tok.convert_tokens_to_ids(w) for w in ("Berlin", "Paris", "Rom")}
+    seen = [np.array([ids["Berlin"]] * 3 + [ids["Paris"]] * 2 + [ids["Rom"]])]
+    full = Vocabulary.from_data(seen, tok)
+    cut = Vocabulary.from_data(seen, tok, max_size=len(full) - 1)  # one piece too many: the rarest goes
+    assert len(cut) == len(full) - 1 and ids["Rom"] not in cut.teacher_ids
+    assert cut.map(torch.tensor([ids["Rom"], ids["Berlin"]])).tolist()[0] == UNK
+    assert cut.teacher_ids[:2] == [tok.pad_token_id, tok.unk_token_id]  # specials are always kept
+    assert Vocabulary.from_data(seen, tok, max_size=2).teacher_ids[:2] == cut.teacher_ids[:2]
+
+
 def teacher_rows(v=20, d=12, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(v, 3, generator=g) @ torch.randn(3, d, generator=g) + 0.01 * torch.randn(v, d, generator=g)

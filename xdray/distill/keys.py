@@ -16,7 +16,7 @@ TRIAL_SECTIONS = ("seed", "data", "teacher", "transfer", "student", "distill")
 PLACEMENT = {"transfer": ("actors", "batch_size", "micro_batch", "resources_per_actor")}
 # Settings added after runs existed, with the default that reproduces the old behaviour: a trial at
 # that default keeps the key it had before the setting existed, so its results are reused.
-ADDED_SETTINGS = {"student": {"rep_projection": "gelu"}}
+ADDED_SETTINGS = {"student": {"rep_projection": "gelu", "vocab_size": 0}}
 
 
 def trial_key(cfg: ExperimentConfig) -> str:

@@ -19,11 +19,16 @@ class StudentConfig:
     # linear projection, which can also match the teacher's negative values (the classifier reads
     # the GELU either way).
     rep_projection: Literal["gelu", "linear"] = "gelu"
+    # The student's vocabulary: every teacher piece seen in the labelled train split and the
+    # transfer set (0), or only the `vocab_size` most frequent (the rest read as unk): with a
+    # 250k-piece teacher vocabulary and many languages, the embedding is most of a student's size.
+    vocab_size: int = 0
 
     def __post_init__(self) -> None:
         positive(self, "embedding_dim", "hidden_size")
         require(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
-
+        require(self.vocab_size == 0 or self.vocab_size >= 16, "vocab_size",
+                f"must be 0 (every piece seen) or at least 16, got {self.vocab_size}")
 
 
 @dataclass(frozen=True)

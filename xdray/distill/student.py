@@ -81,13 +81,20 @@ class Vocabulary:
         self._lookup = lookup
 
     @classmethod
-    def from_data(cls, sequences: Iterable[np.ndarray], tokenizer) -> "Vocabulary":
-        seen: set[int] = set()
+    def from_data(cls, sequences: Iterable[np.ndarray], tokenizer, max_size: int = 0) -> "Vocabulary":
+        """The pieces seen in `sequences`; with max_size > 0 only the most frequent of them (ties
+        broken by teacher id), specials always kept, so the vocabulary has at most max_size rows."""
+        counts: dict[int, int] = {}
         for ids in sequences:
-            seen.update(np.unique(ids).tolist())
+            values, n = np.unique(ids, return_counts=True)
+            for value, count in zip(values.tolist(), n.tolist()):
+                counts[value] = counts.get(value, 0) + count
         specials = [tokenizer.pad_token_id, tokenizer.unk_token_id]
         others = sorted(set(tokenizer.all_special_ids) - set(specials))
-        rest = sorted(seen - set(specials) - set(others))
+        rest = sorted(set(counts) - set(specials) - set(others))
+        if max_size:
+            keep = max(0, max_size - len(specials) - len(others))
+            rest = sorted(sorted(rest, key=lambda i: (-counts[i], i))[:keep])
         return cls(specials + others + rest, len(tokenizer))
 
     def __len__(self) -> int:

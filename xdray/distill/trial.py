@@ -110,7 +110,7 @@ def prepare(cfg: ExperimentConfig, teacher_dir: Path, transfer_path: Path | None
     sequences = list(encoded["train"].input_ids) if encoded else []
     if transfer is not None:
         sequences += [ids for _, _, ids, *_ in transfer.iter_rows("train", 0.0)]
-    td.vocab = Vocabulary.from_data(sequences, tokenizer)
+    td.vocab = Vocabulary.from_data(sequences, tokenizer, cfg.student.vocab_size)
     return td
 
 

@@ -121,3 +121,15 @@ def test_ray_stays_at_the_edges():
 def test_no_module_is_long():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_transfer_reader_needs_neither_ray_nor_datasets():
+    """A trial (or a user's own loop) reads transfer sets with plain pyarrow + torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, xdray.transfer.reader; "
+            "print(sorted(m for m in ('ray', 'datasets', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

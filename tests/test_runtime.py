@@ -40,3 +40,11 @@ def test_workers_reach_their_own_cluster_with_another_ray_running(ray_local, ano
 
     mine = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
     assert ray.get(nodes_seen_by_the_state_api.remote()) == mine
+
+
+def test_the_drivers_own_environment_is_left_alone(ray_local):
+    """Only the workers are pointed at this cluster's state API: a `ray job submit --address X` that
+    the driver's process (or a test) runs must still reach X."""
+    import os
+
+    assert "RAY_API_SERVER_ADDRESS" not in os.environ

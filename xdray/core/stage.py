@@ -25,7 +25,7 @@ from typing import Callable, Generic, TypeVar
 
 from xdray.core import store
 from xdray.core.errors import XdrayError
-from xdray.core.files import UNWRITABLE, publish, remove
+from xdray.core.files import publish, remove, unwritable_message
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,10 @@ class Work:
     staging: Path  # the output being built: a directory, or a file path for file outputs
     scratch: Path  # a directory for working files, removed after publishing
     run_dir: Path
-    relative: str  # the staging place relative to the run directory
 
     def save(self) -> None:
         """Push the staging place as it is now (resumable stages' checkpoints) to storage."""
-        store.push(self.run_dir, self.relative)
+        store.push(self.run_dir, str(self.staging.relative_to(self.run_dir)))
 
 
 @dataclass(frozen=True)
@@ -93,15 +92,14 @@ def run_stage(run_dir: Path, stage: Stage[T]) -> Done[T]:
     scratch = final.with_name(f".{final.name}.scratch")
     try:
         _prepare(run_dir, stage, staging, scratch)
-        stage.build(Work(staging, scratch, run_dir, str(staging.relative_to(run_dir))))
+        stage.build(Work(staging, scratch, run_dir))
         publish(staging, final)
     except BaseException as err:
         if not stage.resumable:
             _discard(staging)  # a failed build leaves nothing half-written behind
-        if isinstance(err, OSError) and err.errno in UNWRITABLE and err.filename:
-            raise XdrayError(f"{stage.name}: cannot write {err.filename}: {err.strerror}; check that the run "
-                             "directory is writable and its disk has space, then rerun: finished stages are "
-                             "kept") from None
+        message = unwritable_message(err)
+        if message:
+            raise XdrayError(f"{stage.name}: {message}") from None
         raise
     finally:
         remove(scratch)

@@ -27,6 +27,7 @@ from xdray.core.faults import crash_point
 from xdray.core.files import publish
 from xdray.core.stage import PARTIAL, Stage, Work
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX, count_parameters, f1_report
+from xdray.core.runtime import LOG_SECONDS
 from xdray.data.encode import Encoded
 from xdray.data.sources import LabelledData
 from xdray.distill.losses import ce_loss, logit_loss, rep_loss
@@ -39,7 +40,6 @@ from xdray.transfer.reader import TransferSet
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
-LOG_SECONDS = 60  # a progress line at least this often inside a long epoch
 
 Report = Callable[[dict], None]
 TRANSFER_LOSSES = ("rep", "logit")

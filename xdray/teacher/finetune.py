@@ -14,7 +14,7 @@ import torch
 
 from xdray.core.batching import bucketed_batches, pad_batch
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX
-from xdray.core.runtime import init_ray, largest_node_cpus
+from xdray.core.runtime import LOG_SECONDS, init_ray, largest_node_cpus
 from xdray.data.encode import Encoded
 from xdray.teacher.load import evaluate_teacher
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from xdray.config import ExperimentConfig
 
 METRICS_FILE = "metrics.json"
-LOG_SECONDS = 60  # without a terminal, a progress line at least this often (people tail nohup logs)
 
 
 def _train_loop(config: dict) -> None:

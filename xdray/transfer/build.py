@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 (pa.compute)
 
 from xdray.core.batching import pad_batch, sorted_batches
 from xdray.core.faults import crash_point
@@ -25,7 +24,7 @@ from xdray.core.files import atomic_write_json
 from xdray.core.runtime import init_ray, largest_node_cpus
 from xdray.data.encode import encode_batch
 from xdray.data.sources import sample_indices
-from xdray.transfer.format import TransferPlan, _flat, schema, shard_name, write_shard
+from xdray.transfer.format import TransferPlan, flat_list_column, schema, shard_name, write_shard
 
 if TYPE_CHECKING:
     from xdray.config import ExperimentConfig
@@ -109,15 +108,15 @@ class TeacherPredictor:
             logits += lg
             hidden += hd
         columns = {"uid": batch.column("uid"), "lang": batch.column("lang"), "input_ids": batch.column("input_ids"),
-                   "length": batch.column("length"), "logits": _flat(logits)}
+                   "length": batch.column("length"), "logits": flat_list_column(logits)}
         if self.plan.store_hidden:
-            columns["hidden"] = _flat(hidden)
+            columns["hidden"] = flat_list_column(hidden)
         table = pa.table(columns, schema=schema(self.plan.store_hidden))
         name = shard_name(table.column("uid").to_numpy())
         tmp = self.out_dir / f".tmp-{name}-{os.getpid()}"
         write_shard(table, tmp)
         os.replace(tmp, self.out_dir / name)  # atomic: the shard exists whole or not at all
-        truncated = int(pa.compute.sum(batch.column("truncated")).as_py() or 0) if "truncated" in batch.column_names else 0
+        truncated = int(batch.column("truncated").to_numpy().sum())
         return pa.table({"shard": [name], "rows": [table.num_rows], "tokens": [int(lengths.sum())],
                          "truncated": [truncated]})
 

@@ -66,7 +66,7 @@ def resolve_layer(layer: int, num_layers: int) -> int:
     return index
 
 
-def _flat(arrays: list[np.ndarray]) -> pa.Array:
+def flat_list_column(arrays: list[np.ndarray]) -> pa.Array:
     """Flattened per-row fp16 arrays as one list<float16> column (no Python per element)."""
     offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
     np.cumsum([a.size for a in arrays], out=offsets[1:])

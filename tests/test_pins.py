@@ -25,6 +25,23 @@ def test_quickstart_data_teacher_inputs_and_trial_keys():
     assert keys == {"E32-H32-0b7d31b6", "E64-H32-72bd7839", "E32-H64-63884d3e", "E64-H64-23ea71fb"}
 
 
+# The transfer rows' token content. Their fp16 logits and hidden states are not pinned: the same
+# teacher weights gave other low bits under other library versions (rows_digest 87ed612f6ef2a98f
+# before, 460cbe43a8ec132b with ray 2.60.0 / transformers 5.24.0), and byte-identical rows within
+# one environment are test_determinism's business.
+IDS_DIGEST = "7e0100da7ff97cad"
+
+
+def ids_digest(transfer_dir) -> str:
+    import pyarrow.parquet as pq
+
+    from xdray.transfer.format import rows_digest
+
+    shards = sorted(transfer_dir.rglob("*.parquet"))
+    assert shards, f"no shards under {transfer_dir}"
+    return f"{sum(rows_digest(pq.read_table(p, columns=['uid', 'lang', 'input_ids'])) for p in shards) % 2**64:016x}"
+
+
 def test_tiny_teacher_weights_transfer_set_and_rows(tiny_built):
     """The same config and seed give the same teacher weights, transfer fingerprint and rows."""
     cfg, data, teacher, transfer = tiny_built
@@ -32,7 +49,7 @@ def test_tiny_teacher_weights_transfer_set_and_rows(tiny_built):
     assert input_fingerprint(cfg, data) == "bbd3a4a2008ee86b"
     assert teacher.fingerprint == "3ffb51c545495203"
     assert transfer.fingerprint == "32d835f9854de63d"
-    assert transfer.manifest["rows_digest"] == "87ed612f6ef2a98f"
+    assert ids_digest(transfer.path) == IDS_DIGEST
     assert trial_key(cfg) == "E100-H200-296b4beb"
 
 
@@ -61,6 +78,8 @@ def test_a_seeded_tiny_student_gives_pinned_metrics(tiny_built, tmp_path):
     assert history["train_loss"] == pytest.approx(PINNED["train_loss"], rel=1e-5)
 
 
-PINNED = {"shape": (9063, 3, 3), "dev_f1_mean": 0.4720863306633712,
-          "dev_per_language": {"en": 0.40506329113924056, "hi": 0.4137931034482758, "ru": 0.5974025974025974},
+# F1 over every word since windowed evaluation (before, words past max_length were left out: hi
+# 0.4138, mean 0.4721); the training itself, and so the losses, did not move.
+PINNED = {"shape": (9063, 3, 3), "dev_f1_mean": 0.46459007878930825,
+          "dev_per_language": {"en": 0.40506329113924056, "hi": 0.3913043478260869, "ru": 0.5974025974025974},
           "heldout_loss": 0.5389520817752338, "train_loss": 0.4455379009445988}

@@ -52,7 +52,7 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     model = AutoModelForTokenClassification.from_pretrained(out.path)
     tokenizer = load_tokenizer(str(out.path))
     dev = encode_splits(tokenizer, data, cfg.data.max_length)["dev"]
-    again = evaluate_teacher(model, dev, data.labels, tokenizer.pad_token_id)
+    again = evaluate_teacher(model, dev, data.labels)
     assert again["f1_mean"] == pytest.approx(metrics["dev"]["f1_mean"])
 
     # Same inputs: skipped, nothing rewritten.

@@ -1,10 +1,10 @@
-"""Batching of unpadded sequences: padding, length-sorted and length-bucketed batches, and
-batched prediction. One home for what the teacher, the transfer build, the reader and the
-students all do."""
+"""Batching of unpadded sequences: padding, length-sorted and length-bucketed batches. One home
+for what the teacher, the transfer build, the reader, the students and inference
+(xdray.data.windows) all do."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -37,19 +37,3 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket_
         batches += [[int(chunk[j]) for j in b] for b in sorted_batches([lengths[i] for i in chunk], batch_size)]
     rng.shuffle(batches)
     return batches
-
-
-@torch.inference_mode()
-def predict(logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], input_ids: Sequence[np.ndarray],
-            pad_id: int, batch_size: int = 128, device: str | torch.device = "cpu") -> list[np.ndarray]:
-    """Argmax label ids per token for unpadded sequences, batched by length.
-
-    logits_of(ids (B, T), mask (B, T) bool) -> logits (B, T, C): the teacher or a student.
-    """
-    out: list[np.ndarray | None] = [None] * len(input_ids)
-    for idx in sorted_batches([len(x) for x in input_ids], batch_size):
-        ids = pad_batch([input_ids[i] for i in idx], pad_id).to(device)
-        best = logits_of(ids, ids != pad_id).argmax(-1).cpu().numpy()
-        for row, i in enumerate(idx):
-            out[i] = best[row, :len(input_ids[i])]
-    return out

@@ -15,6 +15,7 @@ import numpy as np
 
 from xdray.core.errors import TeacherError
 from xdray.core.metrics import IGNORE_INDEX
+from xdray.data.windows import WordView, word_view
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Encoded:
     labels: list[np.ndarray] = field(default_factory=list)  # int64, (length,), IGNORE_INDEX off first pieces
     langs: list[str] = field(default_factory=list)
     stats: EncodeStats = field(default_factory=EncodeStats)
+    words: WordView | None = None  # every word, untruncated, with gold tags: what evaluation reads
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -98,7 +100,8 @@ def encode_batch(tokenizer: Any, tokens: Sequence[Sequence[str]], tags: Sequence
 
 def encode_dataset(tokenizer: Any, dataset: Any, max_length: int, with_labels: bool = True,
                    batch_size: int = 1000) -> Encoded:
-    """Encode a datasets.Dataset with columns lang, tokens and (if with_labels) ner_tags."""
+    """Encode a datasets.Dataset with columns lang, tokens and (if with_labels) ner_tags; with
+    labels, also the untruncated word view that evaluation reads."""
     out = Encoded()
     for start in range(0, len(dataset), batch_size):
         batch = dataset[start:start + batch_size]
@@ -109,4 +112,6 @@ def encode_dataset(tokenizer: Any, dataset: Any, max_length: int, with_labels: b
             out.labels += labels
         out.langs += batch["lang"]
         out.stats.add(stats)
+    if with_labels:
+        out.words = word_view(tokenizer, dataset["tokens"], max_length, dataset["ner_tags"])
     return out

@@ -22,14 +22,15 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from xdray.config import ExperimentConfig
-from xdray.core.batching import bucketed_batches, pad_batch, predict, sorted_batches
+from xdray.core.batching import bucketed_batches, pad_batch, sorted_batches
 from xdray.core.faults import crash_point
 from xdray.core.files import publish
 from xdray.core.stage import PARTIAL, Stage, Work
-from xdray.core.metrics import DEV_F1, IGNORE_INDEX, count_parameters, f1_report
+from xdray.core.metrics import DEV_F1, IGNORE_INDEX, count_parameters
 from xdray.core.runtime import LOG_SECONDS
 from xdray.data.encode import Encoded
 from xdray.data.sources import LabelledData
+from xdray.data.windows import evaluate_words
 from xdray.distill.losses import ce_loss, logit_loss, rep_loss
 from xdray.distill.quantize import quantize_int8, state_bytes
 from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr
@@ -176,13 +177,12 @@ def loss_of(student: BiLSTMStudent, batch: Batch, cfg: ExperimentConfig, sub: Su
 
 
 def evaluate_student(student: BiLSTMStudent, td: TrialData, split: str, batch_size: int = 256) -> dict:
-    """Entity F1 per language on a labelled split (first sub-tokens only)."""
+    """Entity F1 per language on a labelled split, over every word (long sentences in windows)."""
     student.eval()
-    enc = td.encoded[split]
     device = device_of(student)
-    predictions = predict(lambda ids, mask: student(td.vocab.map(ids).to(device), mask.sum(1))[1], enc.input_ids,
-                          td.pad_id, batch_size)
-    return f1_report(enc.labels, predictions, enc.langs, td.labels)
+    enc = td.encoded[split]
+    return evaluate_words(lambda ids, mask: student(td.vocab.map(ids.cpu()).to(device), mask.sum(1))[1],
+                          enc.words, enc.langs, td.labels, batch_size, device)
 
 
 @torch.inference_mode()

@@ -87,7 +87,7 @@ def _train_loop(config: dict) -> None:
         epoch += 1
         metrics = {"epoch": epoch, "step": step, "train_loss": running / max(seen, 1)}
         if rank == 0:
-            report = evaluate_teacher(core, dev, config["labels"], pad_id, config["eval_batch_size"], device)
+            report = evaluate_teacher(core, dev, config["labels"], config["eval_batch_size"], device)
             metrics[DEV_F1] = report["f1_mean"]
             print(f"[teacher] epoch {epoch}: train loss {metrics['train_loss']:.4f}, dev F1 "
                   f"{report['f1_mean']:.4f} ({time.time() - started:.0f}s)", flush=True)
@@ -104,7 +104,7 @@ def _train_loop(config: dict) -> None:
     core.load_state_dict(best_state)
     final = {"dev": best_dev}
     if config.get("test") is not None:
-        final["test"] = evaluate_teacher(core, ray.get(config["test"]), config["labels"], pad_id,
+        final["test"] = evaluate_teacher(core, ray.get(config["test"]), config["labels"],
                                          config["eval_batch_size"], device)
     with tempfile.TemporaryDirectory() as tmp:
         core.save_pretrained(tmp, safe_serialization=True)

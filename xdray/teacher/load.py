@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from xdray.core.batching import predict
 from xdray.core.errors import TeacherError
 from xdray.data.encode import Encoded, require_fast
-from xdray.core.metrics import f1_report
 from xdray.data.sources import LabelledData
+from xdray.data.windows import evaluate_words
 from xdray.teacher.wordpiece import train_wordpiece
 
 if TYPE_CHECKING:
@@ -163,10 +162,9 @@ def initial_teacher(cfg: "ExperimentConfig", data: LabelledData):
     return model, tokenizer
 
 
-def evaluate_teacher(model, encoded: Encoded, labels: Sequence[str], pad_id: int, batch_size: int = 128,
+def evaluate_teacher(model, encoded: Encoded, labels: Sequence[str], batch_size: int = 128,
                      device: str | torch.device = "cpu") -> dict:
-    """Entity F1 per language (first sub-tokens only), mean, std and micro."""
+    """Entity F1 per language over every word (long sentences in windows), mean, std and micro."""
     model.eval()
-    predictions = predict(lambda ids, mask: model(input_ids=ids, attention_mask=mask.long()).logits,
-                          encoded.input_ids, pad_id, batch_size, device)
-    return f1_report(encoded.labels, predictions, encoded.langs, labels)
+    return evaluate_words(lambda ids, mask: model(input_ids=ids, attention_mask=mask.long()).logits,
+                          encoded.words, encoded.langs, labels, batch_size, device)

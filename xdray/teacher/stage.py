@@ -106,8 +106,7 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         ft = cfg.teacher.finetune
-        metrics = {split: evaluate_teacher(model, encoded[split], data.labels, tokenizer.pad_token_id,
-                                           ft.eval_batch_size)
+        metrics = {split: evaluate_teacher(model, encoded[split], data.labels, ft.eval_batch_size)
                    for split in ("dev", "test") if split in encoded}
     metrics["wall_time_s"] = round(time.time() - started, 1)
     metrics["encoding"] = {split: enc.stats.counts() for split, enc in encoded.items()}

@@ -295,21 +295,18 @@ def test_report_recommends_the_smallest_student_that_keeps_enough(report):
 
 def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     from xdray.core.metrics import f1_report
-    from xdray.serve.export import TORCHSCRIPT_FILE, export_student
+    from xdray.serve.export import export_student
+    from xdray.serve.onnx import ONNX_FILE, ONNX_INT8_FILE
     from xdray.serve.predict import tag
+    from xdray.serve.text import entities as decode, split_words
     from xdray.distill.student import load_student
 
     cfg, run, results, _, _, rows = report
     key = results[1].key
     exported = export_student(run, key)
     assert exported == run / "export" / key
+    assert (exported / ONNX_FILE).stat().st_size > 0 and (exported / ONNX_INT8_FILE).stat().st_size > 0
     student, vocab, labels, tokenizer = load_student(exported)
-    scripted = torch.jit.load(str(exported / TORCHSCRIPT_FILE))
-    ids = torch.tensor([[2, 40, 41, 42, 3], [2, 50, 3, 0, 0]])
-    lengths = torch.tensor([5, 3])
-    with torch.inference_mode():
-        expected = student(vocab.map(ids), lengths)[1]
-        assert torch.allclose(scripted(ids, lengths), expected, atol=1e-5)
 
     # Tagging the dev sentences word by word reproduces the trial's dev F1.
     dev = tiny_built[1].splits["dev"]
@@ -321,20 +318,47 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     metrics = json.loads((run / "trials" / key / "metrics.json").read_text())
     assert score["f1_mean"] == pytest.approx(metrics["dev"]["f1_mean"], abs=1e-9)
     assert score["f1_mean"] > 0.3, "an all-O tagger would reproduce 0.0 too"
+    assert tag(exported, [list(t) for t in dev["tokens"]], runtime="torch") == tags, "ONNX fp32 tags as eager does"
+    int8 = tag(exported, [list(t) for t in dev["tokens"]], runtime="onnx-int8")
+    int8_f1 = f1_report(gold, [np.array([names.index(t) for t in s]) for s in int8], dev["lang"], names)["f1_mean"]
+    assert abs(int8_f1 - score["f1_mean"]) < 0.05
 
     text = tmp_path / "input.txt"
     text.write_text("John lives in Berlin\n\n  Maria   Petrova  \n", encoding="utf-8")
-    conll = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, text],
+    conll = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--pretokenized", text],
                            capture_output=True, text=True, cwd=REPO)
     assert conll.returncode == 0, conll.stderr
     blocks = [b.splitlines() for b in conll.stdout.strip("\n").split("\n\n")]
     assert [[line.split("\t")[0] for line in b] for b in blocks] == [["John", "lives", "in", "Berlin"],
                                                                      ["Maria", "Petrova"]]
     assert all(line.split("\t")[1] in names for b in blocks for line in b)
-    as_json = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--format", "json"],
-                             input="Maria Petrova\n", capture_output=True, text=True, cwd=REPO)
+    as_json = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--pretokenized",
+                              "--format", "json"], input="Maria Petrova\n", capture_output=True, text=True, cwd=REPO)
     record = json.loads(as_json.stdout)
     assert record["tokens"] == ["Maria", "Petrova"] and len(record["tags"]) == 2
+
+    # Raw text: one JSON line per input line, entities agreeing with the word tags of the same words.
+    lines = [" ".join(t) for t in dev["tokens"][:40]] + ["", "Paris, said Anna."]
+    raw = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, cwd=REPO)
+    assert raw.returncode == 0, raw.stderr
+    records = [json.loads(line) for line in raw.stdout.splitlines()]
+    assert [r["text"] for r in records] == lines
+    same = 0
+    for r, words, word_tags in zip(records, dev["tokens"][:40], tags):
+        for e in r["entities"]:
+            assert r["text"][e["start"]:e["end"]] == e["text"] and e["label"] in ("PER", "ORG", "LOC")
+            assert 0 < e["score"] <= 1
+        split = split_words(r["text"])
+        if [w.text for w in split] == list(words):  # the splitter gave back PAN-X's words
+            same += 1
+            expected = decode(r["text"], split, word_tags, [1.0] * len(split))
+            assert [(e["text"], e["label"]) for e in r["entities"]] == [(e["text"], e["label"]) for e in expected]
+    assert same >= 30, "PAN-X words joined by spaces split back into the same words"
+    assert records[-2] == {"text": "", "entities": []}, "an empty line gets its own (empty) record"
+    bad = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--format", "json"],
+                         input="x\n", capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "--pretokenized" in bad.stderr
 
 
 def test_export_errors_name_what_is_wrong(report, tmp_path):

@@ -56,10 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export the recommended (or a chosen) student for serving")
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--trial", metavar="ID", help="a trial id from frontier.csv (default: the recommended)")
-    predict = sub.add_parser("predict", help="tag whitespace-tokenised text, one sentence per line")
+    predict = sub.add_parser("predict", help="raw text in, entities out: one JSON line per input line")
     predict.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
     predict.add_argument("input", nargs="?", default="-", metavar="FILE", help="input text (default: stdin)")
-    predict.add_argument("--format", choices=("conll", "json"), default="conll")
+    predict.add_argument("--pretokenized", action="store_true",
+                         help="whitespace-tokenised sentences, one per line: a tag per word (see --format)")
+    predict.add_argument("--format", choices=("conll", "json"), default="conll",
+                         help="with --pretokenized: CoNLL columns or {tokens, tags} JSON lines")
+    predict.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto",
+                         help="auto: the export's fp32 ONNX graph (ONNX Runtime), else eager PyTorch")
+    predict.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     bench = sub.add_parser("bench", help="benchmarks: xdray against the straightforward way, side by side")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     transfer = bench_sub.add_parser("transfer", help="transfer-set build: naive loop vs xdray's Ray Data pipeline")
@@ -159,18 +165,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from xdray.serve.predict import format_conll, format_json, read_sentences, tag
+    from xdray.serve.predict import Tagger, predict_stream
 
-    if args.input == "-":
-        sentences = list(read_sentences(sys.stdin))
-    else:
+    if args.format != "conll" and not args.pretokenized:
+        raise XdrayError("--format applies to --pretokenized input; raw text gives JSON lines of entities")
+    tagger = Tagger(Path(args.model), runtime=args.runtime)
+    try:
+        handle = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    except OSError as err:
+        raise XdrayError(f"{args.input}: cannot read: {err}") from None
+    with handle:
         try:
-            with open(args.input, encoding="utf-8") as handle:
-                sentences = list(read_sentences(handle))
-        except (OSError, UnicodeDecodeError) as err:
-            raise XdrayError(f"{args.input}: cannot read: {err}") from None
-    tags = tag(Path(args.model), sentences)
-    sys.stdout.write((format_json if args.format == "json" else format_conll)(sentences, tags))
+            predict_stream(tagger, handle, sys.stdout, args.pretokenized, args.format, args.progress)
+        except UnicodeDecodeError as err:
+            raise XdrayError(f"{args.input}: not UTF-8 text: {err}") from None
     return 0
 
 

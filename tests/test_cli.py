@@ -84,10 +84,10 @@ def test_quickstart_runs_end_to_end(tmp_path, ray_local):
         rows = list(csv.DictReader(handle))
     assert {(r["embedding_dim"], r["hidden_size"]) for r in rows} == {("32", "32"), ("32", "64"), ("64", "32"),
                                                                      ("64", "64")}
-    assert len(rows) == 8 and all(float(r["compression"]) > 1 for r in rows)
+    assert len(rows) == 16 and all(float(r["compression"]) > 1 for r in rows)
     for name in ("frontier.md", "f1_vs_compression.png", "f1_vs_speedup.png"):
         assert (report / name).stat().st_size > 0
-    assert len(list((report / "tensorboard" / "hparams").iterdir())) == 8
+    assert len(list((report / "tensorboard" / "hparams").iterdir())) == 16
     chosen = json.loads((report / "recommended.json").read_text())["trial_id"]
     assert chosen, "the quickstart's students keep 95% of its teacher"
     exported = run / "export" / chosen

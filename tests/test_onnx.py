@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary
-from xdray.serve.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent, ServingModule, export_onnx
+from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent, ServingModule, export_onnx
 
 TEACHER_VOCAB = 3000
 

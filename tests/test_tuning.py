@@ -205,16 +205,18 @@ def report(study, tiny_built):
 
     cfg, run, results, _ = study
     tokenizer = AutoTokenizer.from_pretrained(run / "teacher")
-    dev = encode_dataset(tokenizer, tiny_built[1].splits["dev"], cfg.data.max_length, with_labels=False).input_ids
-    latency = study_latency(cfg, run, run / "teacher", [r.key for r in results], dev, tokenizer.pad_token_id)
+    dev = encode_dataset(tokenizer, tiny_built[1].splits["dev"], cfg.data.max_length)
+    latency = study_latency(cfg, run, run / "teacher", [r.key for r in results], dev, tiny_built[1].labels,
+                            tokenizer.pad_token_id)
     path, rows = write_report(load_study(run, cfg, latency), run)
     return cfg, run, results, latency, path, rows
 
 
 def test_latency_times_every_model_on_the_same_batches(report):
     cfg, run, results, latency, _, _ = report
-    names = {"teacher"} | {r.key for r in results} | {r.key + "+int8" for r in results}
+    names = {"teacher"} | {r.key + suffix for r in results for suffix in ("", "+int8", "+onnx", "+onnx-int8")}
     assert set(latency["latency_ms"]) == names
+    assert set(latency["artifacts"]) == {r.key + suffix for r in results for suffix in ("+onnx", "+onnx-int8")}
     for name in names:
         assert set(latency["latency_ms"][name]) == {"1", "8"} and all(v > 0 for v in latency["latency_ms"][name].values())
     assert latency["params"]["teacher"] > max(latency["params"][r.key] for r in results)
@@ -228,14 +230,17 @@ def test_frontier_csv_and_markdown(report):
     with (path / "frontier.csv").open() as handle:
         table = list(csv.DictReader(handle))
     required = {"trial_id", "embedding_dim", "hidden_size", "params", "compression", "latency_ms_b1", "speedup_b1",
-                "latency_ms_b8", "speedup_b8", "f1_mean", "f1_std", "f1_micro", "retention", "pareto", "int8"}
+                "latency_ms_b8", "speedup_b8", "f1_mean", "f1_std", "f1_micro", "retention", "pareto", "int8",
+                "runtime", "serve"}
     assert required <= set(table[0])
-    assert len(table) == 4 and sum(row["int8"] == "True" for row in table) == 2
+    assert len(table) == 8 and sum(row["int8"] == "True" for row in table) == 4
+    assert sum(row["runtime"] == "onnx" for row in table) == 4
     teacher = json.loads((run / "teacher" / "metrics.json").read_text())
     for row in table:
-        key = row["trial_id"].removesuffix("+int8")
+        key = row["trial_id"].split("+")[0]
         metrics = json.loads((run / "trials" / key / "metrics.json").read_text())
-        scores = metrics["int8"] if row["int8"] == "True" else metrics
+        scores = (latency["artifacts"][row["trial_id"]] if row["runtime"] == "onnx"
+                  else metrics["int8"] if row["int8"] == "True" else metrics)
         assert float(row["f1_mean"]) == pytest.approx(scores["dev"]["f1_mean"], abs=1e-4)
         assert int(row["params"]) == metrics["params"]
         assert float(row["compression"]) == pytest.approx(latency["params"]["teacher"] / metrics["params"], abs=0.01)
@@ -272,7 +277,7 @@ def test_tensorboard_hparams_for_every_row(report):
         assert hparams["hidden_size"] == row["hidden_size"] and hparams["embedding_dim"] == 16
         assert events.Scalars("hparam/f1_mean")[0].value == pytest.approx(row["f1_mean"], abs=1e-6)
         sessions[row["trial_id"]] = hparams
-    assert len(sessions) == len(rows) == 4
+    assert len(sessions) == len(rows) == 8
     images = EventAccumulator(str(path / "tensorboard" / "frontier"), size_guidance={"images": 0})
     images.Reload()
     assert {"frontier/f1_vs_compression", "frontier/f1_vs_speedup"} <= set(images.Tags()["images"])
@@ -283,11 +288,17 @@ def test_report_recommends_the_smallest_student_that_keeps_enough(report):
 
     cfg, run, _, _, path, rows = report
     chosen = json.loads((path / "recommended.json").read_text())["trial_id"]
-    fp32 = [r for r in rows if not r["int8"]]
+    fp32 = [r for r in rows if r["runtime"] == "torch" and not r["int8"]]
     best = recommend(fp32, cfg.report.min_retention)
     assert best is not None and chosen == fp32[best]["trial_id"]
     assert min(r["f1_mean"] for r in fp32) > 0.3, "a recommendation between students that learnt"
     assert sum(r["recommended"] for r in rows) == (chosen is not None)
+    # served as the fastest of its forms at batch 8 that keeps its dev F1 within 0.002
+    serve = json.loads((path / "recommended.json").read_text())["serve"]
+    forms = [r for r in rows if r["trial_id"].split("+")[0] == chosen]
+    assert len(forms) == 4 and serve in {r["trial_id"] for r in forms}
+    ok = [r for r in forms if r["f1_mean"] >= fp32[best]["f1_mean"] - 0.002]
+    assert serve == min(ok, key=lambda r: r["latency_ms_b8"])["trial_id"]
 
 
 # ----------------------------------------------------------------------------- export and predict
@@ -296,7 +307,7 @@ def test_report_recommends_the_smallest_student_that_keeps_enough(report):
 def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     from xdray.core.metrics import f1_report
     from xdray.serve.export import export_student
-    from xdray.serve.onnx import ONNX_FILE, ONNX_INT8_FILE
+    from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE
     from xdray.serve.predict import tag
     from xdray.serve.text import entities as decode, split_words
     from xdray.distill.student import load_student

@@ -123,8 +123,8 @@ def report(cfg: ExperimentConfig, run_dir: Path, data: LabelledData, teacher_dir
 
     keys = [t.key for t in read_index(run_dir, study)[0] if t.status == "done"]
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    dev_ids = encode_dataset(tokenizer, data.splits["dev"], cfg.data.max_length, with_labels=False).input_ids
-    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev_ids, tokenizer.pad_token_id, study)
+    dev = encode_dataset(tokenizer, data.splits["dev"], cfg.data.max_length)
+    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev, data.labels, tokenizer.pad_token_id, study)
     path, rows = write_report(load_study(run_dir, cfg, latency, study), run_dir, study)
     best = next((r for r in rows if r["recommended"]), None)
     print(f"report {path}: {len(rows)} frontier rows, {sum(r['pareto'] for r in rows)} on the Pareto front; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from xdray.core.files import atomic_write_json
 from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
 from xdray.core.runtime import init_ray
 from xdray.core.stage import Stage, Work, run_stage
+from xdray.data.encode import Encoded
+from xdray.data.windows import WordView, evaluate_words
 from xdray.distill.quantize import INT8, quantize_int8
 
 if TYPE_CHECKING:
@@ -113,10 +116,24 @@ class LatencyRequest:
     run_dir: str = ""  # with remote: the local copy to pull the models into, on whichever node
     remote: str | None = None
     inputs: tuple[str, ...] = ()  # what to pull there: the teacher and the students' trials
+    dev: WordView | None = None  # with gold tags: the ONNX artifacts' own dev F1 is measured on it
+    dev_langs: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
 
 
-def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
-    """(name -> callable(batch), name -> parameter count) for every model of the request."""
+def _onnx_variants(name: str, student, vocab, directory: Path, threads: int) -> dict:
+    """name+"+onnx" / name+"+onnx-int8" -> (ONNX Runtime session, bytes of the graph), exported into
+    `directory`: the artifacts users deploy, timed and scored as they are."""
+    from xdray.distill.onnx import ONNX_VARIANTS, OnnxStudent, export_onnx
+
+    export_onnx(student, vocab, directory)
+    return {name + suffix: (OnnxStudent(directory / file, threads), (directory / file).stat().st_size)
+            for suffix, file in ONNX_VARIANTS.items()}
+
+
+def _timed_models(request: LatencyRequest, device: str, scratch: Path) -> tuple[dict, dict, dict]:
+    """(name -> callable(batch), name -> parameter count, ONNX variant -> (model, bytes)) for
+    every model of the request. Quantised and ONNX variants are CPU-only."""
     from xdray.core.metrics import count_parameters
     from xdray.distill.student import load_student
     from xdray.teacher.load import load_token_classifier
@@ -125,7 +142,7 @@ def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
     transformers = {"teacher": teacher}
     if request.reference != "none":
         transformers["reference"] = reference_teacher(request.reference, teacher.config.num_labels)
-    models, params = {}, {}
+    models, params, artifacts = {}, {}, {}
     for name, model in transformers.items():
         params[name] = count_parameters(model)
         model = model.to(device).half() if device.startswith("cuda") else model
@@ -136,9 +153,20 @@ def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
         variants = {name: student.to(device)}
         if device == "cpu":
             variants[name + INT8] = quantize_int8(student)
+            onnx = _onnx_variants(name, student, vocab, scratch / name, request.threads)
+            artifacts.update(onnx)
+            models.update({variant: lambda b, m=model: m(b[0], b[1]) for variant, (model, _) in onnx.items()})
         for variant, model in variants.items():
             models[variant] = lambda b, m=model, v=vocab: m(v.map(b[0].cpu()).to(b[0].device), b[1].sum(1))[1]
-    return models, params
+    return models, params, artifacts
+
+
+def _artifact_scores(request: LatencyRequest, artifacts: dict) -> dict:
+    """{variant: {"dev": F1 report, "size_bytes"}} of each ONNX artifact, on the dev words."""
+    if request.dev is None:
+        return {}
+    return {variant: {"dev": evaluate_words(model, request.dev, request.dev_langs, request.labels),
+                      "size_bytes": size} for variant, (model, size) in artifacts.items()}
 
 
 def measure(request: LatencyRequest) -> dict:
@@ -149,15 +177,17 @@ def measure(request: LatencyRequest) -> dict:
         store.attach(Path(request.run_dir), request.remote)
         store.pull_many(Path(request.run_dir), request.inputs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    models, params = _timed_models(request, device)
-    latency: dict[str, dict[str, float]] = {name: {} for name in models}
-    for size, batches in request.batches.items():
-        moved = [tuple(t.to(device) for t in batch) for batch in batches]
-        timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device)
-        for name, timing in timings.items():
-            latency[name][str(size)] = round(timing.median_ms, 4)
+    with tempfile.TemporaryDirectory(prefix="xdray-onnx-") as scratch:
+        models, params, artifacts = _timed_models(request, device, Path(scratch))
+        latency: dict[str, dict[str, float]] = {name: {} for name in models}
+        for size, batches in request.batches.items():
+            moved = [tuple(t.to(device) for t in batch) for batch in batches]
+            timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device)
+            for name, timing in timings.items():
+                latency[name][str(size)] = round(timing.median_ms, 4)
+        artifacts = _artifact_scores(request, artifacts)
     return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "threads": request.threads,
-            "params": params, "latency_ms": latency}
+            "params": params, "latency_ms": latency, "artifacts": artifacts}
 
 
 def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float, resources: dict | None = None) -> dict:
@@ -169,14 +199,15 @@ def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float, resour
 
 
 def study_latency(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[str],
-                  dev_ids: Sequence, pad_id: int, study: str | None = None) -> dict:
-    """Time the teacher (and the reference), every finished student and its int8 variant, in one
-    Ray task with a trial's resources; a stage (RUN/eval/latency.json for the experiment's own
-    study), current for the same models and settings."""
+                  dev: Encoded, labels: Sequence[str], pad_id: int, study: str | None = None) -> dict:
+    """Time the teacher (and the reference), every finished student, its int8 variant and its
+    ONNX fp32 / int8 artifacts (whose dev F1 is measured here, on `dev`'s words), in one Ray task
+    with a trial's resources; a stage (RUN/eval/latency.json for the experiment's own study),
+    current for the same models and settings."""
     students = {key: str(run_dir / trial_dir(key) / "student") for key in trial_keys}
     settings = {"students": sorted(students), "batch_sizes": list(cfg.eval.batch_sizes), "runs": cfg.eval.latency_runs,
                 "reference": cfg.eval.reference_teacher, "cpus": cfg.search.cpus_per_trial,
-                "gpus": cfg.search.gpus_per_trial, "seed": cfg.seed}
+                "gpus": cfg.search.gpus_per_trial, "seed": cfg.seed, "artifacts": "onnx"}
     inputs = (TEACHER_DIR, *(trial_dir(key) for key in trial_keys))
 
     def load(path: Path) -> dict | None:
@@ -189,8 +220,9 @@ def study_latency(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, trial
     def build(work: Work) -> None:
         init_ray(cfg.runtime)
         request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
-                                 sample_batches(dev_ids, cfg.eval.batch_sizes, pad_id, cfg.seed), cfg.eval.latency_runs,
-                                 max(1, int(cfg.search.cpus_per_trial)), str(run_dir), store.remote_of(run_dir), inputs)
+                                 sample_batches(dev.input_ids, cfg.eval.batch_sizes, pad_id, cfg.seed),
+                                 cfg.eval.latency_runs, max(1, int(cfg.search.cpus_per_trial)), str(run_dir),
+                                 store.remote_of(run_dir), inputs, dev.words, tuple(dev.langs), tuple(labels))
         measured = measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial,
                                       cfg.search.resources_per_trial)
         atomic_write_json(work.staging, {**measured, "settings": settings})

@@ -1,5 +1,5 @@
-"""Frontier report: one row per trial and per int8 variant, the Pareto set, the recommended
-student, plots in the style of the paper's figures, TensorBoard HParams, and a serving-cost estimate.
+"""Frontier report: one row per trial and per deployable variant of it (eager int8, ONNX fp32 and
+int8), the Pareto set, the recommended student and the variant to serve it with, plots in the style of the paper's figures, TensorBoard HParams, and a serving-cost estimate.
 
 RUN/report/ is built in a staging directory and published whole: frontier.csv, frontier.md,
 f1_vs_compression.png, f1_vs_speedup.png, recommended.json and tensorboard/ (an HParams session
@@ -19,6 +19,7 @@ from xdray.config import ExperimentConfig
 from xdray.core.files import atomic_write_json
 from xdray.core.rundir import MAIN_REPORT, TEACHER_DIR, study_path, trial_dir
 from xdray.core.stage import Stage, Work, run_stage
+from xdray.distill.onnx import ONNX, ONNX_INT8
 from xdray.distill.quantize import INT8
 from xdray.distill.space import describe, short_name
 from xdray.distill.trial import METRICS_FILE
@@ -75,16 +76,30 @@ def _ratio(numerator: float, denominator: float | None) -> float | None:
     return float(f"{numerator / denominator:.4g}") if denominator else None
 
 
-def _row(study: Study, trial: TrialResult, metrics: dict, int8: bool) -> dict:
-    name = trial.key + (INT8 if int8 else "")
-    scores = metrics["int8"] if int8 else metrics
+# The deployable forms of a trial: suffix of its name -> (runtime, int8). Eager rows take their F1
+# from the trial's metrics; ONNX rows from the latency stage, which measures it on the artifact.
+VARIANTS = {"": ("torch", False), INT8: ("torch", True), ONNX: ("onnx", False), ONNX_INT8: ("onnx", True)}
+
+
+def _scores(study: Study, name: str, suffix: str, metrics: dict) -> dict | None:
+    if suffix == "":
+        return metrics
+    if suffix == INT8:
+        return metrics.get("int8")
+    return study.latency.get("artifacts", {}).get(name)
+
+
+def _row(study: Study, trial: TrialResult, metrics: dict, suffix: str) -> dict:
+    name = trial.key + suffix
+    runtime, int8 = VARIANTS[suffix]
+    scores = _scores(study, name, suffix, metrics)
     dev, teacher_dev = scores["dev"], study.teacher["dev"]
     lat, params = study.latency["latency_ms"], study.latency["params"]
     row = {"trial_id": name, **{short_name(k): describe(v) for k, v in trial.params.items()}}
     row.setdefault("embedding_dim", study.cfg.student.embedding_dim)
     row.setdefault("hidden_size", study.cfg.student.hidden_size)
     size = scores["size_bytes"]
-    row.update(int8=int8, params=metrics["params"], size_mb=round(size / 2**20, 3),
+    row.update(runtime=runtime, int8=int8, params=metrics["params"], size_mb=round(size / 2**20, 3),
                compression=_ratio(params["teacher"], metrics["params"]))
     if study.has_reference:
         row["compression_ref"] = _ratio(params["reference"], metrics["params"])
@@ -103,28 +118,43 @@ def _row(study: Study, trial: TrialResult, metrics: dict, int8: bool) -> dict:
 
 
 def frontier_rows(study: Study, run_dir: Path) -> list[dict]:
-    """One row per finished trial and one per its int8 variant (where it was timed), with the
-    Pareto set (max dev F1; min size and latency at the largest batch) and the recommendation."""
+    """One row per finished trial and per deployable variant of it that was timed and scored
+    (eager int8, ONNX fp32 and int8: VARIANTS), with the Pareto set (max dev F1; min size and
+    latency at the largest batch), the recommended trial and the variant to serve it with."""
     rows = []
     for trial in study.trials:
         if trial.status != "done":
             continue
         metrics = json.loads((run_dir / trial_dir(trial.key) / METRICS_FILE).read_text())
-        rows.append(_row(study, trial, metrics, int8=False))
-        if trial.key + INT8 in study.latency["latency_ms"]:
-            rows.append(_row(study, trial, metrics, int8=True))
+        rows.append(_row(study, trial, metrics, ""))
+        rows += [_row(study, trial, metrics, suffix) for suffix in list(VARIANTS)[1:]
+                 if trial.key + suffix in study.latency["latency_ms"]
+                 and _scores(study, trial.key + suffix, suffix, metrics) is not None]
     slowest = f"latency_ms_b{max(study.batch_sizes)}"
     timed = [r for r in rows if r[slowest] is not None]
     for row, on_front in zip(timed, pareto_front(timed, "f1_mean", ["size_mb", slowest])):
         row["pareto"] = on_front
     by = "params" if study.cfg.report.recommend_by == "size" else slowest
-    candidates = [r for r in rows if not r["int8"] and r[by] is not None]  # exportable fp32 students
+    candidates = [r for r in rows if r["runtime"] == "torch" and not r["int8"] and r[by] is not None]  # trials
     best = recommend(candidates, study.cfg.report.min_retention, by)
     chosen = candidates[best] if best is not None else None
+    serve = serving_variant(rows, chosen, slowest) if chosen is not None else None
     for row in rows:
         row.setdefault("pareto", False)
         row["recommended"] = row is chosen
+        row["serve"] = row is serve
     return rows
+
+
+SERVING_F1_TOLERANCE = 0.002
+
+
+def serving_variant(rows: list[dict], chosen: dict, slowest: str) -> dict:
+    """The recommended trial's fastest deployable variant at the largest batch whose dev F1 stays
+    within SERVING_F1_TOLERANCE of the eager fp32 student's."""
+    twins = [r for r in rows if r["trial_id"].startswith(chosen["trial_id"]) and r[slowest] is not None
+             and r["f1_mean"] >= chosen["f1_mean"] - SERVING_F1_TOLERANCE]
+    return min(twins, key=lambda r: r[slowest])
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -176,11 +206,12 @@ def markdown(study: Study, rows: list[dict]) -> str:
     lines += [f"Latency: median of {cfg.eval.latency_runs} runs after warm-up, {lat['device']}, "
               f"{lat['threads']} thread(s), every model on the same batches in one process.", ""]
     extra = [short_name(k) for k in study.space_keys if short_name(k) not in ("embedding_dim", "hidden_size")]
-    columns = ["trial_id", "embedding_dim", "hidden_size", *extra, "int8", "params", "size_mb", "compression"]
+    columns = ["trial_id", "embedding_dim", "hidden_size", *extra, "runtime", "int8", "params", "size_mb",
+               "compression"]
     columns += ["compression_ref"] if study.has_reference else []
     for b in sizes:
         columns += [f"latency_ms_b{b}", f"speedup_b{b}"] + ([f"speedup_ref_b{b}"] if study.has_reference else [])
-    columns += ["f1_mean", "f1_std", "f1_micro", "retention", "pareto", "recommended"]
+    columns += ["f1_mean", "f1_std", "f1_micro", "retention", "pareto", "recommended", "serve"]
     lines += _table(rows, columns) + [""]
     best = next((r for r in rows if r["recommended"]), None)
     if best is None:
@@ -191,6 +222,11 @@ def markdown(study: Study, rows: list[dict]) -> str:
                      f"dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
                      f"{best['compression']:g}x fewer parameters, {best[f'speedup_b{max(sizes)}']}x faster at "
                      f"batch {max(sizes)}.")
+        serve = next(r for r in rows if r["serve"])
+        lines.append(f"Serve it as **{serve['trial_id']}** ({serve['runtime']}{' int8' if serve['int8'] else ''}): "
+                     f"the fastest of its deployable forms at batch {max(sizes)} within {SERVING_F1_TOLERANCE} dev F1 "
+                     f"of it, {serve[f'speedup_b{max(sizes)}']}x faster than the teacher, dev F1 {serve['f1_mean']:.4f} "
+                     "measured on that artifact.")
         langs = sorted(teacher_dev["per_language"])
         lines += ["", "Per language (dev F1):", ""]
         per = [{"model": "teacher", **{lang: round(teacher_dev["per_language"][lang], 4) for lang in langs}},
@@ -222,6 +258,9 @@ def cost_section(study: Study, best: dict | None) -> list[str]:
     return lines + _table(rows, ["model", f"latency_ms_b{b}", "device_hours", "cost"])
 
 
+MARKERS = {("torch", False): "o", ("torch", True): "^", ("onnx", False): "s", ("onnx", True): "D"}
+
+
 def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention: float, path: Path, title: str):
     """Dev F1 against `x` (log scale), points labelled E-H, the teacher's F1 and the retention line,
     and the front of points no other beats on both axes. Returns the figure (closed by the caller)."""
@@ -233,16 +272,15 @@ def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention:
 
     points = [r for r in rows if r.get(x)]
     figure, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
-    for int8, marker, name in ((False, "o", "student"), (True, "^", "student, int8")):
-        group = [r for r in points if r["int8"] == int8]
+    for (runtime, int8), marker in MARKERS.items():
+        group = [r for r in points if (r["runtime"], r["int8"]) == (runtime, int8)]
         if group:
-            ax.scatter([r[x] for r in group], [r["f1_mean"] for r in group], marker=marker, label=name, zorder=3)
-    fp32_x = {r["trial_id"]: r[x] for r in points if not r["int8"]}
+            ax.scatter([r[x] for r in group], [r["f1_mean"] for r in group], marker=marker, zorder=3,
+                       label=f"student, {runtime}" + (" int8" if int8 else ""))
     for r in points:
-        if r["int8"] and fp32_x.get(r["trial_id"].removesuffix(INT8)) == r[x]:
-            continue  # it sits on its fp32 twin; the marker tells it apart
-        name = f"{r['embedding_dim']}-{r['hidden_size']}" + (" int8" if r["int8"] else "")
-        ax.annotate(name, (r[x], r["f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if r["runtime"] == "torch" and not r["int8"]:  # one label per trial; the markers tell its forms apart
+            ax.annotate(f"{r['embedding_dim']}-{r['hidden_size']}", (r[x], r["f1_mean"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
     front = [r for r, keep in zip(points, pareto_front([{"f1": r["f1_mean"], "neg": -r[x]} for r in points],
                                                         "f1", ["neg"])) if keep]
     front.sort(key=lambda r: r[x])
@@ -271,7 +309,7 @@ def write_tensorboard(rows: list[dict], figures: dict, text: str, directory: Pat
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    hp_names = ["embedding_dim", "hidden_size", *[short_name(k) for k in space_keys], "int8"]
+    hp_names = ["embedding_dim", "hidden_size", *[short_name(k) for k in space_keys], "runtime", "int8"]
     metric_names = [k for k in rows[0] if k in ("f1_mean", "f1_std", "f1_micro", "retention", "params", "size_mb",
                                                 "compression", "compression_ref", "test_f1_mean")
                     or k.startswith(("speedup", "latency_ms"))] if rows else []
@@ -305,7 +343,9 @@ def build_report(study: Study, rows: list[dict], out: Path) -> None:
                                      f"{study.cfg.name}: F1 vs speedup at batch {b}")}
     write_tensorboard(rows, figures, text, out / "tensorboard", study.space_keys)
     best = next((r for r in rows if r["recommended"]), None)
-    atomic_write_json(out / RECOMMENDED_FILE, {"trial_id": best["trial_id"] if best else None, "row": best})
+    serve = next((r for r in rows if r["serve"]), None)
+    atomic_write_json(out / RECOMMENDED_FILE, {"trial_id": best["trial_id"] if best else None, "row": best,
+                                               "serve": serve["trial_id"] if serve else None})
 
 
 def read_report(path: Path) -> list[dict] | None:
@@ -315,8 +355,8 @@ def read_report(path: Path) -> list[dict] | None:
         recommended = json.loads((path / RECOMMENDED_FILE).read_text())["trial_id"]
     except (OSError, ValueError, KeyError):
         return None
-    return [{**row, "recommended": row["trial_id"] == recommended, "pareto": row.get("pareto") == "True"}
-            for row in rows]
+    return [{**row, "recommended": row["trial_id"] == recommended, "pareto": row.get("pareto") == "True",
+             "serve": row.get("serve") == "True"} for row in rows]
 
 
 def write_report(study: Study, run_dir: Path, name: str | None = None) -> tuple[Path, list[dict]]:

@@ -4,7 +4,7 @@
 RUN/export/<trial>/: safetensors weights, config (spec, labels, max length), the vocabulary map,
 the teacher's tokenizer files, and the ONNX graphs `student.onnx` (fp32) and `student.int8.onnx`
 (dynamic int8), which map (teacher token ids, lengths) to label logits and run in ONNX Runtime
-without xdray or torch (xdray.serve.onnx). No TorchScript: it is deprecated upstream, and ONNX
+without xdray or torch (xdray.distill.onnx). No TorchScript: it is deprecated upstream, and ONNX
 Runtime runs the same graph faster.
 """
 
@@ -21,7 +21,7 @@ from xdray.core.stage import Stage, run_stage
 from xdray.distill.student import load_student
 from xdray.distill.trial import METRICS_FILE
 from xdray.frontier.report import RECOMMENDED_FILE
-from xdray.serve.onnx import ONNX_INT8_FILE, export_onnx
+from xdray.distill.onnx import ONNX_INT8_FILE, export_onnx
 
 def choose_trial(run_dir: Path, trial: str | None) -> str:
     if trial:

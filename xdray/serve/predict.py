@@ -22,7 +22,7 @@ from xdray.core.errors import XdrayError
 from xdray.core.runtime import LOG_SECONDS, progress_enabled
 from xdray.data.windows import LogitsOf, tag_words, word_view
 from xdray.distill.student import CONFIG_FILE, load_student
-from xdray.serve.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent
+from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent
 from xdray.serve.text import entities, split_words
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,9 @@ import torch
 from xdray.distill.student import BiLSTMStudent, Vocabulary
 
 ONNX_FILE, ONNX_INT8_FILE = "student.onnx", "student.int8.onnx"
+# suffixes of the ONNX variants' names in latency tables and the report (beside quantize.INT8)
+ONNX, ONNX_INT8 = "+onnx", "+onnx-int8"
+ONNX_VARIANTS = {ONNX: ONNX_FILE, ONNX_INT8: ONNX_INT8_FILE}
 OPSET = 17
 
 
@@ -42,6 +45,7 @@ def export_onnx(student: BiLSTMStudent, vocab: Vocabulary, directory: Path) -> t
     module = ServingModule(student.cpu().eval(), vocab).eval()
     ids = torch.full((2, 8), int(vocab.teacher_ids[-1]), dtype=torch.long)
     lengths = torch.tensor([8, 5])
+    directory.mkdir(parents=True, exist_ok=True)
     fp32, int8 = directory / ONNX_FILE, directory / ONNX_INT8_FILE
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX")

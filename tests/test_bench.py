@@ -24,3 +24,34 @@ def test_bench_prints_its_json_last(args, keys, ray_local):
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert keys <= set(data) and data["n"] == 120
     assert data["speedup"] > 0
+
+
+def test_bench_export_times_four_runtimes_and_scores_a_saved_student(panx_dir, tmp_path):
+    """Without --model: timings only; with a saved student: dev F1 of each runtime as well."""
+    import torch
+
+    from xdray.data.schema import WIKIANN_LABELS
+    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, save_student
+    from xdray.teacher.wordpiece import train_wordpiece
+
+    def bench(*args):
+        result = subprocess.run([sys.executable, "-m", "xdray", "bench", "export", "--batch-sizes", "1", "4",
+                                 "--runs", "20", "--data", panx_dir, *args, "--json"], capture_output=True, text=True,
+                                cwd=REPO, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    timed = bench()
+    assert {"onnx_fp32_speedup_b4", "onnx_int8_speedup_b4", "eager_int8_speedup_b4", "eager_fp32_ms_b1"} <= set(timed)
+    assert timed["onnx_int8_mb"] < timed["onnx_fp32_mb"] and "onnx_fp32_f1" not in timed
+
+    tokenizer = train_wordpiece([["Berlin", "ist", "eine", "Stadt"]] * 5, vocab_size=120)
+    vocab = Vocabulary(list(range(len(tokenizer))), len(tokenizer))
+    torch.manual_seed(0)
+    student = BiLSTMStudent(StudentSpec(len(vocab), 8, 8, 16, len(WIKIANN_LABELS)))
+    save_student(tmp_path / "student", student, vocab, WIKIANN_LABELS, tokenizer, extra={"max_length": 16})
+    scored = bench("--model", tmp_path / "student", "--langs", "en,de", "--dev-per-language", "30")
+    assert scored["n"] == 60 and scored["source"] == "PAN-X dev (en, de)"
+    for name in ("eager_fp32", "eager_int8", "onnx_fp32", "onnx_int8"):
+        assert 0 <= scored[f"{name}_f1"] <= 1
+    assert scored["onnx_fp32_f1_delta"] == 0, "the fp32 graph tags exactly as eager"

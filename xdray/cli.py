@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--json", action="store_true", help="print only the JSON line")
     train.add_argument("--data", metavar="DIR", help="PAN-X files (default: $XDRAY_PANX or ../shared/data/panx)")
+    bench_export = bench_sub.add_parser("export", help="a student in eager fp32 / int8 and ONNX Runtime fp32 / int8")
+    bench_export.add_argument("--model", metavar="DIR", help="an exported student (default: a random-weight E100-H200; "
+                        "dev F1 needs a trained one)")
+    bench_export.add_argument("--langs", default="en", help="PAN-X dev languages for F1, comma-separated")
+    bench_export.add_argument("--dev-per-language", type=int, default=1000)
+    bench_export.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    bench_export.add_argument("--threads", type=int, default=1)
+    bench_export.add_argument("--runs", type=int, default=30, help="timed runs per batch (median)")
+    bench_export.add_argument("--json", action="store_true", help="print only the JSON line")
+    bench_export.add_argument("--data", metavar="DIR", help="PAN-X files (default: $XDRAY_PANX or ../shared/data/panx)")
     return parser
 
 

@@ -396,3 +396,65 @@ def test_readme_submit_command_runs_the_experiment_on_shared_storage():
     runtime_env = json.loads(options[options.index("--runtime-env-json") + 1])
     assert {"runs/", ".git/", ".venv/"} <= set(runtime_env["excludes"])
     check_xdray_command(entrypoint, "cluster/README.md submit command")
+
+
+# --- the RayService --------------------------------------------------------------------------------
+
+RAYSERVICE = CLUSTER / "kuberay-rayservice.yaml"
+
+
+def rayservice() -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all(RAYSERVICE.read_text(encoding="utf-8")) if d is not None]
+    services = [d for d in docs if d.get("kind") == "RayService"]
+    assert len(services) == 1, f"{RAYSERVICE.name}: expected one RayService, found {len(services)}"
+    return services[0]
+
+
+def test_rayservice_serves_an_export_through_xdrays_app_builder():
+    import importlib
+
+    from xdray.serve.deploy import ServeConfig
+
+    spec = rayservice()["spec"]
+    assert rayservice()["apiVersion"] == "ray.io/v1"
+    serve_config = yaml.safe_load(spec["serveConfigV2"])
+    (app,) = serve_config["applications"]
+    module, _, name = app["import_path"].partition(":")
+    builder = getattr(importlib.import_module(module), name)
+    assert callable(builder)
+    args = app["args"]
+    ServeConfig(**args)  # every key is one `xdray serve` knows
+    assert args["runtime"] in ("auto", "onnx", "onnx-int8", "torch")
+    assert args["max_replicas"] >= args["replicas"] >= 1
+    storage = check_xdray_command(shlex.split(rayjob()["spec"]["entrypoint"]), "entrypoint").runtime.storage_path
+    assert args["model"].startswith(storage + "/") and "/export/" in args["model"], \
+        "the model is an export in the RayJob's shared run directory"
+    assert app["route_prefix"] == "/"
+
+
+def test_rayservice_cluster_matches_the_job_image_and_stays_inside():
+    cluster = rayservice()["spec"]["rayClusterSpec"]
+    job_cluster = rayjob()["spec"]["rayClusterSpec"]
+    assert cluster["rayVersion"] == dockerfile_base().group(1)
+    assert cluster["authOptions"]["mode"] == "token"
+    assert cluster["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP"
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    job_images = {c["image"] for c in job_cluster["headGroupSpec"]["template"]["spec"]["containers"]}
+    assert {c["image"] for spec in pods for c in spec["containers"]} == job_images
+    claims = {v["persistentVolumeClaim"]["claimName"] for spec in pods for v in spec.get("volumes", [])
+              if "persistentVolumeClaim" in v}
+    job_claims = {d["metadata"]["name"] for d in rayjob_docs() if d.get("kind") == "PersistentVolumeClaim"}
+    assert claims and claims <= job_claims, "it reads the RayJob's run directory"
+    for spec in pods:
+        for container in spec["containers"]:
+            assert "nvidia.com/gpu" not in container.get("resources", {}).get("limits", {}), "serving needs no GPU"
+
+
+def test_app_builder_rejects_unknown_args():
+    from xdray.core.errors import XdrayError
+    from xdray.serve.deploy import build_app
+
+    with pytest.raises(XdrayError, match="unknown"):
+        build_app({"model": "x", "replica": 2})
+    with pytest.raises(XdrayError, match="model"):
+        build_app({"runtime": "onnx"})

@@ -1,5 +1,6 @@
 """Command line: `xdray run|teacher|transfer|train|tune|config CONFIG [--out DIR] [--set KEY=VALUE ...]`,
-`xdray report|export RUN_DIR`, `xdray predict --model DIR [FILE]`, `xdray doctor [CONFIG]`, `xdray bench ...`.
+`xdray report|export RUN_DIR`, `xdray predict --model DIR [FILE]`, `xdray serve --model DIR`,
+`xdray doctor [CONFIG]`, `xdray bench ...`.
 
 Bad input (config, data, model files) prints one clear line and exits with code 2.
 """
@@ -66,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto",
                          help="auto: the export's fp32 ONNX graph (ONNX Runtime), else eager PyTorch")
     predict.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    serve = sub.add_parser("serve", help="serve a student with Ray Serve: POST /predict, GET /healthz")
+    serve.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto")
+    serve.add_argument("--replicas", type=int, default=1, help="replicas (the minimum, with --max-replicas)")
+    serve.add_argument("--max-replicas", type=int, default=0, help="autoscale up to this many replicas")
+    serve.add_argument("--replica-cpus", type=float, default=1.0)
+    serve.add_argument("--max-batch-size", type=int, default=32, help="lines tagged together (@serve.batch)")
+    serve.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
     bench = sub.add_parser("bench", help="benchmarks: xdray against the straightforward way, side by side")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     transfer = bench_sub.add_parser("transfer", help="transfer-set build: naive loop vs xdray's Ray Data pipeline")
@@ -165,6 +176,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from xdray.serve.deploy import ServeConfig, serve_forever
+
+    cfg = ServeConfig(args.model, args.runtime, args.host, args.port, args.replicas, args.max_replicas,
+                      args.replica_cpus, args.max_batch_size, args.batch_wait_ms)
+    serve_forever(cfg, lambda url: print(f"serving {args.model}: POST {url}/predict with {{\"text\": ...}} or "
+                                         f"{{\"texts\": [...]}}, GET {url}/healthz; Ctrl-C stops", flush=True))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from xdray import pipeline
 
@@ -222,7 +243,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "teacher": cmd_teacher, "transfer": cmd_transfer, "train": cmd_train, "tune": cmd_tune,
-    "report": cmd_report, "export": cmd_export, "doctor": cmd_doctor, "predict": cmd_predict, "config": cmd_config, "bench": cmd_bench,
+    "report": cmd_report, "export": cmd_export, "doctor": cmd_doctor, "predict": cmd_predict, "serve": cmd_serve, "config": cmd_config, "bench": cmd_bench,
 }
 
 

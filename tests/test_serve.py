@@ -1,0 +1,107 @@
+"""Ray Serve: the student on loopback answers concurrent requests exactly as `xdray predict` does,
+and bad requests get a 4xx with a message without taking the replica down."""
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from xdray.data.schema import WIKIANN_LABELS
+
+TEXTS = ["Angela Merkel visited Paris, France.", "Der Bundestag tagte in Berlin.", "北京是中国的首都。",
+         "", "Москва большая", "राहुल दिल्ली गए"] * 6
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    from xdray.distill.onnx import export_onnx
+    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, save_student
+    from xdray.serve.text import split_words
+    from xdray.teacher.wordpiece import train_wordpiece
+
+    tokenizer = train_wordpiece([[w.text for w in split_words(t)] for t in TEXTS], vocab_size=300)
+    vocab = Vocabulary(list(range(len(tokenizer))), len(tokenizer))
+    torch.manual_seed(0)
+    student = BiLSTMStudent(StudentSpec(len(vocab), 16, 16, 16, len(WIKIANN_LABELS)))
+    with torch.no_grad():
+        student.output.bias[1::2] += 2.0  # a random student that tags B- often: entities to compare
+    directory = tmp_path_factory.mktemp("served")
+    save_student(directory, student, vocab, WIKIANN_LABELS, tokenizer, extra={"max_length": 8})
+    export_onnx(student, vocab, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def served(student_dir, ray_local):
+    from ray import serve
+
+    from xdray.serve.deploy import ServeConfig, start
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = start(ServeConfig(str(student_dir), port=port, replica_cpus=0.5, max_batch_size=8))
+    yield url
+    serve.shutdown()
+
+
+def call(url, body: bytes | None = None, method="POST"):
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_concurrent_requests_get_what_predict_gives(served, student_dir):
+    from xdray.serve.predict import Tagger
+
+    expected = Tagger(student_dir).entities(TEXTS)
+    assert sum(len(r["entities"]) for r in expected) > 5, "a test with entities in it"
+    assert served.startswith("http://127.0.0.1:")
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda t: call(served + "/predict", json.dumps({"text": t}).encode()),
+                                [t for t in TEXTS if t]))
+    assert all(status == 200 for status, _ in answers)
+    assert [a for _, a in answers] == [e for e in expected if e["text"]]
+    status, many = call(served + "/predict", json.dumps({"texts": TEXTS[:6]}).encode())
+    assert status == 200 and many == expected[:6]
+    status, unbatched = call(served + "/predict?batching=off", json.dumps({"texts": TEXTS[:6]}).encode())
+    assert status == 200 and unbatched == expected[:6]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"not json", 400, "not JSON"),
+    (b'{"text": 5}', 400, '"text" must be a string'),
+    (b'{"texts": "a"}', 400, '"texts" must be a list'),
+    (b'{"texts": []}', 400, "no text"),
+    (b'{"text": "  "}', 400, "no text"),
+    (b'{"words": ["a"]}', 400, 'expected an object with "text"'),
+    (json.dumps({"texts": ["a"] * 300}).encode(), 413, "at most 256"),
+    (json.dumps({"text": "a " * 20000}).encode(), 413, "characters"),
+])
+def test_bad_requests_get_a_4xx_and_the_replica_keeps_serving(served, body, status, message):
+    got, answer = call(served + "/predict", body)
+    assert got == status and message in answer["error"]
+    healthy, health = call(served + "/healthz", method="GET")
+    assert healthy == 200 and health["status"] == "ok"
+    ok, result = call(served + "/predict", b'{"text": "Paris"}')
+    assert ok == 200 and result["text"] == "Paris"
+
+
+def test_unknown_routes_are_404(served):
+    assert call(served + "/nope", b"{}")[0] == 404
+    assert call(served + "/predict", method="GET")[0] == 404
+
+
+def test_serve_config_names_what_is_wrong(tmp_path):
+    from xdray.core.errors import XdrayError
+    from xdray.serve.deploy import ServeConfig
+
+    with pytest.raises(XdrayError, match="not a saved student"):
+        ServeConfig(str(tmp_path)).check()

@@ -55,3 +55,15 @@ def test_bench_export_times_four_runtimes_and_scores_a_saved_student(panx_dir, t
     for name in ("eager_fp32", "eager_int8", "onnx_fp32", "onnx_int8"):
         assert 0 <= scored[f"{name}_f1"] <= 1
     assert scored["onnx_fp32_f1_delta"] == 0, "the fp32 graph tags exactly as eager"
+
+
+def test_bench_serve_compares_batching_on_and_off(ray_local):
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    result = subprocess.run([sys.executable, "-m", "xdray", "bench", "serve", "--requests", "24", "--concurrency", "1",
+                             "4", "--json"], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    for c in (1, 4):
+        assert data[f"batching_speedup_c{c}"] > 0
+        for mode in ("batched", "unbatched"):
+            assert data[f"{mode}_rps_c{c}"] > 0 and data[f"{mode}_p99_ms_c{c}"] >= data[f"{mode}_p50_ms_c{c}"] > 0

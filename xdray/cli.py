@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_export.add_argument("--runs", type=int, default=30, help="timed runs per batch (median)")
     bench_export.add_argument("--json", action="store_true", help="print only the JSON line")
     bench_export.add_argument("--data", metavar="DIR", help="PAN-X files (default: $XDRAY_PANX or ../shared/data/panx)")
+    bench_serve = bench_sub.add_parser("serve", help="Ray Serve under load, request batching on and off")
+    bench_serve.add_argument("--model", metavar="DIR", help="an exported student (default: a random-weight E100-H200)")
+    bench_serve.add_argument("--requests", type=int, default=640, help="requests per concurrency and mode")
+    bench_serve.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    bench_serve.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto")
+    bench_serve.add_argument("--max-batch-size", type=int, default=32)
+    bench_serve.add_argument("--json", action="store_true", help="print only the JSON line")
+    bench_serve.add_argument("--data", metavar="DIR", help="PAN-X files (default: $XDRAY_PANX or ../shared/data/panx)")
     return parser
 
 

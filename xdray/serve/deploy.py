@@ -147,12 +147,16 @@ def start(cfg: ServeConfig) -> str:
     return f"http://{cfg.host}:{cfg.port}"
 
 
+def shutdown() -> None:
+    from ray import serve
+
+    serve.shutdown()
+
+
 def serve_forever(cfg: ServeConfig, announce) -> None:
     """`xdray serve`: join (RAY_ADDRESS) or start a cluster, deploy, `announce(url)`, and serve until
     interrupted, then shut Serve down."""
     import time
-
-    from ray import serve
 
     from xdray.core.runtime import RuntimeConfig, init_ray
 
@@ -163,4 +167,4 @@ def serve_forever(cfg: ServeConfig, announce) -> None:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        serve.shutdown()
+        shutdown()

@@ -27,7 +27,7 @@ LAYERS = [
 ]
 # The modules that run a stage on the cluster (Ray at the edges); core.runtime starts or joins it.
 RAY_MODULES = {"xdray.core.runtime", "xdray.teacher.finetune", "xdray.transfer.build", "xdray.distill.tuning",
-               "xdray.frontier.latency", "xdray.serve.deploy", "xdray.doctor"}
+               "xdray.frontier.latency", "xdray.serve.deploy", "xdray.serve.corpus", "xdray.doctor"}
 MAX_LINES = 400
 
 

@@ -105,3 +105,41 @@ def test_serve_config_names_what_is_wrong(tmp_path):
 
     with pytest.raises(XdrayError, match="not a saved student"):
         ServeConfig(str(tmp_path)).check()
+
+
+@pytest.mark.parametrize("output_format", ["parquet", "json"])
+def test_predict_on_ray_tags_a_corpus_like_predict(student_dir, ray_local, tmp_path, output_format):
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from conftest import REPO
+    from xdray.serve.predict import Tagger
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("\n".join(TEXTS[:18]) + "\n", encoding="utf-8")
+    (corpus / "b.txt").write_text("\n".join(TEXTS[18:]) + "\n", encoding="utf-8")
+    out = tmp_path / "tagged"
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    done = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", student_dir, "--ray", corpus,
+                           "--out", out, "--format", output_format, "--actors", "1"], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if output_format == "parquet":
+        rows = [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    else:
+        rows = [json.loads(line) for p in sorted(out.glob("*.json*")) for line in p.open(encoding="utf-8")]
+    expected = Tagger(student_dir).entities(TEXTS)
+    assert len(rows) == len(TEXTS)
+    spans = lambda r: [(e["text"], e["label"], e["start"], e["end"]) for e in r["entities"]]  # noqa: E731
+    got = sorted((r["text"], spans(r), [e["score"] for e in r["entities"]]) for r in rows)
+    want = sorted((r["text"], spans(r), [e["score"] for e in r["entities"]]) for r in expected)
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    for (_, _, got_scores), (_, _, want_scores) in zip(got, want):
+        assert got_scores == pytest.approx(want_scores, abs=2e-4)  # float32 in the file
+    again = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", student_dir, "--ray", corpus,
+                            "--out", out], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert again.returncode == 2 and "exists" in again.stderr

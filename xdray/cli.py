@@ -59,11 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trial", metavar="ID", help="a trial id from frontier.csv (default: the recommended)")
     predict = sub.add_parser("predict", help="raw text in, entities out: one JSON line per input line")
     predict.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
-    predict.add_argument("input", nargs="?", default="-", metavar="FILE", help="input text (default: stdin)")
+    predict.add_argument("input", nargs="*", default=["-"], metavar="FILE",
+                         help="input text (default: stdin); with --ray, files or directories")
     predict.add_argument("--pretokenized", action="store_true",
                          help="whitespace-tokenised sentences, one per line: a tag per word (see --format)")
-    predict.add_argument("--format", choices=("conll", "json"), default="conll",
-                         help="with --pretokenized: CoNLL columns or {tokens, tags} JSON lines")
+    predict.add_argument("--format", choices=("conll", "json", "parquet"),
+                         help="with --pretokenized: conll (default) or json ({tokens, tags} lines); "
+                         "with --ray: parquet (default) or json")
+    predict.add_argument("--ray", action="store_true", help="tag a large corpus on the Ray cluster (Ray Data "
+                         "actor pool) into --out")
+    predict.add_argument("--out", metavar="DIR", help="with --ray: the output directory (must not exist)")
+    predict.add_argument("--actors", type=int, default=0, help="with --ray: tagging actors (default: one a CPU)")
     predict.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto",
                          help="auto: the export's fp32 ONNX graph (ONNX Runtime), else eager PyTorch")
     predict.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
@@ -206,18 +212,36 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from xdray.serve.predict import Tagger, predict_stream
 
-    if args.format != "conll" and not args.pretokenized:
-        raise XdrayError("--format applies to --pretokenized input; raw text gives JSON lines of entities")
+    if args.ray:
+        return _predict_on_ray(args)
+    if len(args.input) > 1:
+        raise XdrayError("predict reads one FILE (or stdin); give several files or directories with --ray")
+    if args.format == "parquet" or (args.format and not args.pretokenized):
+        raise XdrayError(f"--format {args.format} applies to --pretokenized input (conll, json) or to --ray "
+                         "(parquet, json); raw text gives JSON lines of entities")
     tagger = Tagger(Path(args.model), runtime=args.runtime)
+    source = args.input[0]
     try:
-        handle = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+        handle = sys.stdin if source == "-" else open(source, encoding="utf-8")
     except OSError as err:
-        raise XdrayError(f"{args.input}: cannot read: {err}") from None
+        raise XdrayError(f"{source}: cannot read: {err}") from None
     with handle:
         try:
-            predict_stream(tagger, handle, sys.stdout, args.pretokenized, args.format, args.progress)
+            predict_stream(tagger, handle, sys.stdout, args.pretokenized, args.format or "conll", args.progress)
         except UnicodeDecodeError as err:
-            raise XdrayError(f"{args.input}: not UTF-8 text: {err}") from None
+            raise XdrayError(f"{source}: not UTF-8 text: {err}") from None
+    return 0
+
+
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    from xdray.serve.corpus import tag_corpus
+
+    if not args.out or args.input == ["-"] or args.pretokenized:
+        raise XdrayError("--ray tags raw-text files into --out DIR: give the files (not stdin) and --out "
+                         "(--pretokenized is not supported with --ray)")
+    lines = tag_corpus(Path(args.model), args.input, Path(args.out), args.format or "parquet", args.actors,
+                       args.runtime)
+    print(f"predict {args.out}: {lines} lines tagged")
     return 0
 
 

@@ -8,7 +8,7 @@ import yaml
 from conftest import REPO
 from xdray.config import load_search_space as load_space
 from xdray.core.errors import ConfigError
-from xdray.core.loader import read_yaml
+from xdray.core.loader import apply_overrides, parse_override, read_yaml
 from xdray.distill.tuning import tune_param_space
 
 QUICK = read_yaml(REPO / "experiments" / "quickstart.yaml")
@@ -68,10 +68,12 @@ def test_bad_space_files_name_file_and_key(tmp_path, text, fragment):
 def test_every_shipped_space_file_parses_against_the_experiment_its_first_line_names():
     for space_file in sorted((REPO / "experiments" / "spaces").glob("*.yaml")):
         first = space_file.read_text(encoding="utf-8").splitlines()[0]
-        command = re.fullmatch(r"# xdray tune (experiments/\S+\.yaml) --space (experiments/spaces/\S+\.yaml)", first)
+        command = re.fullmatch(r"# xdray tune (experiments/\S+\.yaml) --space (experiments/spaces/\S+\.yaml)"
+                               r"((?: --set \S+=\S+)*)", first)
         assert command, f"{space_file}: the first line should be the command that runs it, got {first!r}"
         assert REPO / command.group(2) == space_file, f"{space_file}: its command names {command.group(2)}"
-        space = load_space(space_file, read_yaml(REPO / command.group(1)))
+        overrides = dict(parse_override(o) for o in command.group(3).split(" --set ")[1:])
+        space = load_space(space_file, apply_overrides(read_yaml(REPO / command.group(1)), overrides))
         assert space.entries or space.scheduler, space_file
 
 

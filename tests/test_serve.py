@@ -2,7 +2,6 @@
 and bad requests get a 4xx with a message without taking the replica down."""
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -39,12 +38,10 @@ def student_dir(tmp_path_factory):
 def served(student_dir, ray_local):
     from ray import serve
 
+    from xdray.core.runtime import free_port
     from xdray.serve.deploy import ServeConfig, start
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = start(ServeConfig(str(student_dir), port=port, replica_cpus=0.5, max_batch_size=8))
+    url = start(ServeConfig(str(student_dir), port=free_port(), replica_cpus=0.5, max_batch_size=8))
     yield url
     serve.shutdown()
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--ray", action="store_true", help="tag a large corpus on the Ray cluster (Ray Data "
                          "actor pool) into --out")
     predict.add_argument("--out", metavar="DIR", help="with --ray: the output directory (must not exist)")
-    predict.add_argument("--actors", type=int, default=0, help="with --ray: tagging actors (default: one a CPU)")
+    predict.add_argument("--actors", type=int, default=0, help="with --ray: tagging actors (default: one a CPU but one)")
     predict.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto",
                          help="auto: the export's fp32 ONNX graph (ONNX Runtime), else eager PyTorch")
     predict.add_argument("--progress", choices=("auto", "on", "off"), default="auto")

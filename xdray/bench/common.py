@@ -65,6 +65,21 @@ def bench_teacher(directory: Path, sentences: list[list[str]], hidden: int, laye
     return directory
 
 
+def random_student(sentences: list[list[str]]):
+    """(student, vocabulary, labels, tokenizer): a random-weight E100-H200 student over a WordPiece
+    vocabulary learnt on `sentences` (random weights time like trained ones)."""
+    import torch
+
+    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary
+    from xdray.teacher.wordpiece import train_wordpiece
+
+    tokenizer = train_wordpiece(sentences, 16000)
+    vocab = Vocabulary(list(range(len(tokenizer))), len(tokenizer))
+    torch.manual_seed(0)
+    student = BiLSTMStudent(StudentSpec(len(vocab), 100, 200, 384, len(WIKIANN_LABELS))).eval()
+    return student, vocab, list(WIKIANN_LABELS), tokenizer
+
+
 def xdray_transfer(teacher_dir: Path, sentences: list[list[str]], langs: list[str], run_dir: Path, layer: int,
                    max_length: int, cores: int) -> tuple[float, dict[str, Any], Path]:
     """xdray's pipeline on a local cluster of `cores` CPUs: (seconds, manifest, path)."""

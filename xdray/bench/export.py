@@ -11,30 +11,23 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from xdray.bench.common import bench_sentences, panx_dir, show
+from xdray.bench.common import bench_sentences, panx_dir, random_student, show
 from xdray.data.schema import WIKIANN_LABELS
 
 VARIANTS = ("eager_fp32", "eager_int8", "onnx_fp32", "onnx_int8")
 
 
-def _student(model: str | None, sentences: list[list[str]], tmp: Path):
+def _student(model: str | None, sentences: list[list[str]]):
     """(student, vocabulary, labels, tokenizer, max_length, trained?)."""
     import json
 
-    import torch
-
-    from xdray.distill.student import CONFIG_FILE, BiLSTMStudent, StudentSpec, Vocabulary, load_student
-    from xdray.teacher.wordpiece import train_wordpiece
+    from xdray.distill.student import CONFIG_FILE, load_student
 
     if model:
         student, vocab, labels, tokenizer = load_student(Path(model))
         return student, vocab, labels, tokenizer, json.loads((Path(model) / CONFIG_FILE).read_text()).get(
             "max_length", 128), True
-    tokenizer = train_wordpiece(sentences, 16000)
-    vocab = Vocabulary(list(range(len(tokenizer))), len(tokenizer))
-    torch.manual_seed(0)
-    student = BiLSTMStudent(StudentSpec(len(vocab), 100, 200, 384, len(WIKIANN_LABELS))).eval()
-    return student, vocab, list(WIKIANN_LABELS), tokenizer, 64, False
+    return (*random_student(sentences), 64, False)
 
 
 def _dev(panx: Path, langs: list[str], per_language: int) -> tuple[list, list, list]:
@@ -68,7 +61,7 @@ def bench_export(model: str | None, panx: Path, langs: list[str], per_language: 
             source = f"PAN-X dev ({', '.join(langs)})"
         else:
             sentences, lang_of, source = bench_sentences(max(batch_sizes) * 8, panx)
-        student, vocab, labels, tokenizer, max_length, trained = _student(model, sentences, tmp)
+        student, vocab, labels, tokenizer, max_length, trained = _student(model, sentences)
         export_onnx(student, vocab, tmp / "onnx")
         models = {"eager_fp32": lambda ids, mask: student(vocab.map(ids), mask.sum(1))[1],
                   "eager_int8": lambda ids, mask, q=quantize_int8(student): q(vocab.map(ids), mask.sum(1))[1],

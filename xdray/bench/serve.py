@@ -5,7 +5,6 @@ Each request is one sentence of raw text (PAN-X dev text where present), as a us
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -13,24 +12,16 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from xdray.bench.common import bench_sentences, panx_dir, show
+from xdray.bench.common import bench_sentences, panx_dir, random_student, show
 
 
 def _random_student(directory: Path, sentences: list[list[str]]) -> Path:
-    """A random-weight E100-H200 student over a vocabulary learnt on the bench text (random
-    weights time like trained ones), exported with its ONNX graphs."""
-    import torch
-
-    from xdray.data.schema import WIKIANN_LABELS
+    """common.random_student, saved and exported with its ONNX graphs."""
     from xdray.distill.onnx import export_onnx
-    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, save_student
-    from xdray.teacher.wordpiece import train_wordpiece
+    from xdray.distill.student import save_student
 
-    tokenizer = train_wordpiece(sentences, 16000)
-    vocab = Vocabulary(list(range(len(tokenizer))), len(tokenizer))
-    torch.manual_seed(0)
-    student = BiLSTMStudent(StudentSpec(len(vocab), 100, 200, 384, len(WIKIANN_LABELS))).eval()
-    save_student(directory, student, vocab, WIKIANN_LABELS, tokenizer, extra={"max_length": 64})
+    student, vocab, labels, tokenizer = random_student(sentences)
+    save_student(directory, student, vocab, labels, tokenizer, extra={"max_length": 64})
     export_onnx(student, vocab, directory)
     return directory
 
@@ -54,18 +45,15 @@ def _load(url: str, texts: list[str], concurrency: int) -> dict:
 
 def bench_serve(model: str | None, panx: Path, requests: int, concurrencies: list[int], runtime: str,
                 max_batch_size: int) -> dict:
-    from xdray.core.runtime import RuntimeConfig, init_ray
+    from xdray.core.runtime import RuntimeConfig, free_port, init_ray
     from xdray.serve.deploy import ServeConfig, shutdown, start
 
     sentences, _, source = bench_sentences(requests, panx)
     texts = [" ".join(words) for words in sentences]
     with tempfile.TemporaryDirectory(prefix="xdray-bench-") as tmp:
         model_dir = model or str(_random_student(Path(tmp) / "student", sentences))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         init_ray(RuntimeConfig(progress="off"))
-        url = start(ServeConfig(model_dir, runtime=runtime, port=port, max_batch_size=max_batch_size))
+        url = start(ServeConfig(model_dir, runtime=runtime, port=free_port(), max_batch_size=max_batch_size))
         try:
             _load(url + "/predict", texts[:20], 4)  # warm-up
             result = {"requests": len(texts), "source": source, "student": "trained" if model else "random weights",

@@ -96,13 +96,13 @@ def init_ray(cfg: RuntimeConfig) -> None:
     # Only the workers get it: in this process it would also redirect any `ray job submit` that
     # the driver's own subprocesses run against another cluster.
     os.environ.update(env)  # Ray Train's controller reads some of these in this process
-    port = _free_port()
+    port = free_port()
     workers_env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     ray.init(num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
              dashboard_port=port, logging_level=logging.WARNING, runtime_env={"env_vars": workers_env})
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (the OS picks it)."""
     import socket
 

@@ -1,5 +1,6 @@
 """Frontier report: one row per trial and per deployable variant of it (eager int8, ONNX fp32 and
-int8), the Pareto set, the recommended student and the variant to serve it with, plots in the style of the paper's figures, TensorBoard HParams, and a serving-cost estimate.
+int8), the Pareto set, the recommended student and the variant to serve it with, plots in the
+style of the paper's figures, TensorBoard HParams, and a serving-cost estimate.
 
 RUN/report/ is built in a staging directory and published whole: frontier.csv, frontier.md,
 f1_vs_compression.png, f1_vs_speedup.png, recommended.json and tensorboard/ (an HParams session

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 ENTITY = pa.struct([("text", pa.string()), ("label", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
                     ("score", pa.float32())])
 FORMATS = ("parquet", "json")
+# Reading lines is I/O: a small CPU share lets the read tasks run beside the actor pool and other
+# work such as a Serve replica; at 1 CPU each they could wait forever for a CPU the actors hold.
+READ_CPUS = 0.1
 
 
 class LineTagger:
@@ -45,7 +48,8 @@ class LineTagger:
 def tag_corpus(model_dir: Path, inputs: list[str], out: Path, output_format: str = "parquet", actors: int = 0,
                runtime: str = "auto", batch_size: int = 512) -> int:
     """Tag every line of `inputs` (files or directories of text) into `out` (built aside, then
-    moved into place); returns the number of lines. actors=0: one per CPU of the cluster."""
+    moved into place); returns the number of lines. actors=0: one per CPU of the cluster but one
+    (that one reads)."""
     import ray
 
     if output_format not in FORMATS:
@@ -60,8 +64,13 @@ def tag_corpus(model_dir: Path, inputs: list[str], out: Path, output_format: str
     Tagger(model_dir, runtime=runtime)  # a bad model directory fails here, before the cluster works
     init_ray(RuntimeConfig())
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ds = ray.data.read_text([str(Path(p).resolve()) for p in inputs], drop_empty_lines=False)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    pool = actors or max(1, cpus - 1)
+    if pool >= cpus:
+        log.warning("--actors %d on a cluster of %d CPU(s): the read tasks need a CPU the actors leave free; "
+                    "this waits until the cluster grows", pool, cpus)
+    ds = ray.data.read_text([str(Path(p).resolve()) for p in inputs], drop_empty_lines=False,
+                            ray_remote_args={"num_cpus": READ_CPUS})
     ds = ds.map_batches(LineTagger, batch_format="pyarrow", batch_size=batch_size, num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(size=pool),
                         fn_constructor_kwargs={"model_dir": str(model_dir.resolve()), "runtime": runtime,

@@ -23,6 +23,7 @@ from xdray.distill.trial import METRICS_FILE
 from xdray.frontier.report import RECOMMENDED_FILE
 from xdray.distill.onnx import ONNX_INT8_FILE, export_onnx
 
+
 def choose_trial(run_dir: Path, trial: str | None) -> str:
     if trial:
         if Path(trial).name != trial or trial.startswith("."):

@@ -54,22 +54,6 @@ def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment)
 
 
 @pytest.mark.slow
-def test_teacher_command_trains_then_skips(tmp_path, write_experiment, ray_local):
-    address = ray_local.get_runtime_context().gcs_address  # reuse the test cluster, as a job would
-    path = write_experiment(tiny_raw())
-    run = tmp_path / "run"
-    first = xdray("teacher", path, "--out", run, env={"RAY_ADDRESS": address})
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "dev F1 mean" in first.stdout and "(cached)" not in first.stdout
-    assert yaml.safe_load((run / "config.yaml").read_text())["name"] == "tiny"
-    metrics = json.loads((run / "teacher" / "metrics.json").read_text())
-    second = xdray("transfer", path, "--out", run, env={"RAY_ADDRESS": address})
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "(cached)" in second.stdout
-    assert json.loads((run / "teacher" / "metrics.json").read_text()) == metrics
-
-
-@pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path, ray_local):
     """The README's main command: every stage of experiments/quickstart.yaml, then predict."""
     import csv

@@ -1,17 +1,21 @@
 """Same config and seed, same bytes: two runs from scratch into separate run directories give an
 identical teacher, byte-identical transfer-set rows and identical trial metrics on CPU; another
-seed changes them (so the comparison can fail)."""
+seed changes them (so the comparison can fail). The second run goes through the command line on
+the test cluster, as a job would, and a later stage command finds its teacher cached."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import tiny_raw
+from conftest import REPO, tiny_raw
 from xdray.cli import main
 from xdray.transfer.format import rows_digest
 
@@ -25,15 +29,40 @@ def without_times(value):
     return value
 
 
-def run(tmp_path: Path, name: str, seed: int) -> Path:
+def experiment(tmp_path: Path, name: str, seed: int) -> Path:
     raw = tiny_raw(seed=seed, teacher__finetune={"epochs": 1, "batch_size": 16, "lr": 1e-3},
                    distill={"stages": [{"name": "representation", "loss": "rep", "unfreeze": "all", "max_epochs": 1},
                                        {"name": "logits", "loss": "logit", "unfreeze": "gradual", "max_epochs": 1},
                                        {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 1}]})
     exp = tmp_path / f"{name}.yaml"
     exp.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return exp
+
+
+def run(tmp_path: Path, name: str, seed: int) -> Path:
     out = tmp_path / name
-    assert main(["train", str(exp), "--out", str(out)]) == 0
+    assert main(["train", str(experiment(tmp_path, name, seed)), "--out", str(out)]) == 0
+    return out
+
+
+def run_command(tmp_path: Path, name: str, seed: int, address: str) -> Path:
+    """`xdray train` in a subprocess on the test cluster; then `xdray transfer` finds it all done."""
+    exp, out = experiment(tmp_path, name, seed), tmp_path / name
+
+    def xdray(command: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "xdray", command, str(exp), "--out", str(out)],
+                              capture_output=True, text=True, cwd=REPO, timeout=600,
+                              env={**os.environ, "RAY_ADDRESS": address})
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    first = xdray("train")
+    assert "dev F1 mean" in first.stdout and "(cached)" not in first.stdout
+    assert yaml.safe_load((out / "config.yaml").read_text())["name"] == "tiny"
+    metrics = (out / "teacher" / "metrics.json").read_bytes()
+    again = xdray("transfer")
+    assert "teacher (cached)" in again.stdout and "transfer (cached)" in again.stdout
+    assert (out / "teacher" / "metrics.json").read_bytes() == metrics
     return out
 
 
@@ -54,8 +83,9 @@ def fingerprints(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, ray_local):
-    first, second, other = (fingerprints(run(tmp_path, name, seed))
-                            for name, seed in (("first", 0), ("second", 0), ("other", 1)))
+    first = fingerprints(run(tmp_path, "first", 0))
+    second = fingerprints(run_command(tmp_path, "second", 0, ray_local.get_runtime_context().gcs_address))
+    other = fingerprints(run(tmp_path, "other", 1))
     assert first["rows_digest"] == first["rows_digest_recomputed"]  # the manifest tells the truth
     for key in first:
         assert first[key] == second[key], key

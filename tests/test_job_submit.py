@@ -53,7 +53,7 @@ def stop(head: subprocess.Popen, temp: str) -> None:
     if head.poll() is None:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=30)
+            head.wait(timeout=5)  # `ray start --block` can take 30 s to wind down: the rest is killed below
         except subprocess.TimeoutExpired:
             pass
     for pid in processes_using(temp):

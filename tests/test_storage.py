@@ -2,16 +2,8 @@
 with XDRAY_STAGE_FILE_URIS=1 takes the same path an s3:// or gs:// URI takes: stages work in a
 local copy and meet only through storage."""
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-
 import pytest
-import yaml
 
-from conftest import REPO, tiny_raw
 from xdray.core import store as storage
 
 
@@ -59,40 +51,4 @@ def test_local_paths_are_used_in_place(tmp_path):
     assert not storage.pull(tmp_path, "anything")
 
 
-def xdray(*args, env):
-    return subprocess.run([sys.executable, "-m", "xdray", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, **env}, timeout=900)
-
-
-@pytest.mark.slow
-def test_stages_meet_only_through_storage(tmp_path, ray_local):
-    bucket = tmp_path / "bucket"
-    raw = tiny_raw(teacher__finetune={"epochs": 0})
-    raw.update(student={"embedding_dim": 16, "hidden_size": 16},
-               distill={"stages": [{"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1},
-                                   {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 1}]},
-               report={"min_retention": 0.01})
-    raw["runtime"]["storage_path"] = f"file://{bucket}"
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))
-    env = {"XDRAY_STAGE_FILE_URIS": "1", "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-
-    first = xdray("run", tmp_path / "exp.yaml", env={**env, "XDRAY_CACHE": str(tmp_path / "cache-a")})
-    assert first.returncode == 0, first.stderr[-4000:]
-    remote = bucket / "tiny"
-    for part in ("config.yaml", "teacher/model.safetensors", "trials/index.json", "eval/latency.json",
-                 "report/frontier.csv", "tune"):
-        assert (remote / part).exists(), part
-    assert list(remote.glob("transfer/*/manifest.json"))
-    (trial,) = json.loads((remote / "trials" / "index.json").read_text())["trials"]
-    assert (remote / "trials" / trial["key"] / "student" / "model.safetensors").exists()
-    assert (remote / "trials" / trial["key"] / storage.COMPLETE).exists()
-    finished = (remote / "trials" / trial["key"] / "metrics.json").read_bytes()
-
-    # Another machine, an empty cache: everything comes from storage, nothing is trained again.
-    shutil.rmtree(tmp_path / "cache-a")
-    second = xdray("run", tmp_path / "exp.yaml", env={**env, "XDRAY_CACHE": str(tmp_path / "cache-b")})
-    assert second.returncode == 0, second.stderr[-4000:]
-    assert "teacher (cached)" in second.stdout and "transfer (cached)" in second.stdout
-    assert (remote / "trials" / trial["key"] / "metrics.json").read_bytes() == finished
-    local = tmp_path / "cache-b" / "runs" / "tiny"
-    assert (local / "trials" / trial["key"] / "metrics.json").read_bytes() == finished
+# The stages meeting only through storage, end to end on two nodes: tests/test_cluster.py.

@@ -33,7 +33,7 @@ def test_build_teacher_offline(tiny):
 
 @pytest.mark.slow
 def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
-    cfg, data = tiny(teacher__finetune={"epochs": 8, "batch_size": 16, "lr": 3e-3})
+    cfg, data = tiny(teacher__finetune={"epochs": 5, "batch_size": 16, "lr": 3e-3})
     run_dir = tmp_path / "run"
     out = run_teacher_stage(cfg, data, run_dir)
     assert not out.skipped and out.path == run_dir / "teacher"
@@ -44,7 +44,7 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     for split in ("dev", "test"):
         assert set(metrics[split]) >= {"f1_mean", "f1_std", "f1_micro", "per_language"}
         assert set(metrics[split]["per_language"]) == {"en", "ru", "hi"}
-    assert metrics["dev"]["f1_mean"] > 0.1, "eight epochs on the synthetic data must learn something"
+    assert metrics["dev"]["f1_mean"] > 0.1, "five epochs on the synthetic data must learn something"
     assert out.fingerprint == weights_fingerprint(out.path)
     assert not list(run_dir.glob(".teacher.staging-*"))
 
@@ -61,9 +61,8 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     assert second.skipped and second.fingerprint == out.fingerprint
     assert (out.path / "model.safetensors").stat().st_mtime_ns == mtime
 
-    # Same config and seed in another run directory: the very same teacher, bit for bit.
-    twin = run_teacher_stage(cfg, data, tmp_path / "twin")
-    assert not twin.skipped and twin.fingerprint == out.fingerprint
+    # (Same config and seed in another run directory giving the very same teacher is
+    # test_determinism's: it fine-tunes twice anyway.)
 
     # Different inputs: rebuilt in place.
     cfg2, data2 = tiny(teacher__finetune={"epochs": 0})

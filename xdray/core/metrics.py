@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from seqeval.metrics import f1_score
 
 IGNORE_INDEX = -100  # label of positions that count neither in a loss nor in evaluation
 DEV_F1 = "dev_f1_mean"  # what the teacher and trials report, Tune's scheduler and the report read
@@ -25,6 +24,8 @@ def f1_report(gold: Sequence[np.ndarray], predicted: Sequence[np.ndarray], langs
     f1_mean and f1_std (population std) are over languages, as the paper reports them;
     f1_micro pools every entity of every language.
     """
+    from seqeval.metrics import f1_score  # here, not at the top: it imports scikit-learn (2 s a CLI start)
+
     by_lang: dict[str, tuple[list, list]] = {}
     for g, p, lang in zip(gold, predicted, langs):
         gold_tags, pred_tags = word_tags(np.asarray(g), np.asarray(p), names)

@@ -10,8 +10,9 @@ import logging
 import os
 import random
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -68,6 +69,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` (None: left alone) for the block, then restored.
+    Training under a fixed count makes a seed's weights the same bytes in every process: float
+    sums split over another number of threads round differently."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def init_ray(cfg: RuntimeConfig) -> None:

@@ -27,7 +27,7 @@ from xdray.core.faults import crash_point
 from xdray.core.files import publish
 from xdray.core.stage import PARTIAL, Stage, Work
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX, count_parameters
-from xdray.core.runtime import LOG_SECONDS
+from xdray.core.runtime import LOG_SECONDS, torch_threads
 from xdray.data.encode import Encoded
 from xdray.data.sources import LabelledData
 from xdray.data.windows import evaluate_words
@@ -357,6 +357,9 @@ def trial_stage(cfg: ExperimentConfig, output: str, data: Callable[[], TrialData
             if report is not None:
                 report(metrics)
 
-        train_student(cfg, work.staging, data(), save_and_report)
+        # The trial's CPU share as torch threads, in a Tune trial and in `xdray train` alike: the
+        # same seed then gives the same weights whichever process trains it.
+        with torch_threads(max(1, int(cfg.search.cpus_per_trial))):
+            train_student(cfg, work.staging, data(), save_and_report)
 
     return Stage(name=f"trial {Path(output).name}", output=output, load=read_trial, build=build, resumable=True)

@@ -101,7 +101,6 @@ def _scalars(metrics: dict) -> dict:
 def tune_trainable(params: dict, inputs: StudyInputs) -> None:
     """Tune's function trainable: train (or resume, or just re-report) one grid point."""
     import ray
-    import torch
     from ray import tune
 
     from xdray.core.runtime import configure_logging, seed_everything
@@ -114,7 +113,6 @@ def tune_trainable(params: dict, inputs: StudyInputs) -> None:
     configure_logging()
     logging.getLogger("xdray.data.encode").setLevel(logging.ERROR)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    torch.set_num_threads(max(1, int(cfg.search.cpus_per_trial)))
     seed_everything(cfg.seed)
     key = trial_key(cfg)
     run_dir = Path(inputs.run_dir)

@@ -21,7 +21,7 @@ from xdray.core import store
 from xdray.core.batching import pad_batch
 from xdray.core.files import atomic_write_json
 from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
-from xdray.core.runtime import init_ray
+from xdray.core.runtime import init_ray, torch_threads
 from xdray.core.stage import Stage, Work, run_stage
 from xdray.data.encode import Encoded
 from xdray.data.windows import WordView, evaluate_words
@@ -59,16 +59,11 @@ def compare(models: dict[str, Callable[[object], object]], batches: Sequence[obj
     """Time every model on the same batches, interleaved model by model per batch so drift in
     the machine's speed hits all of them alike. Returns the per-model median of the per-batch
     medians."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     per_model: dict[str, list[Timing]] = {name: [] for name in models}
-    try:
+    with torch_threads(threads):
         for batch in batches:
             for name, model in models.items():
                 per_model[name].append(time_calls(lambda: model(batch), runs=runs, device=device))
-    finally:
-        torch.set_num_threads(previous)
     return {name: Timing(statistics.median(t.median_ms for t in ts)) for name, ts in per_model.items()}
 
 

@@ -10,6 +10,7 @@ but its graphs match eager within 1e-6 at every shape tested (tests/test_onnx.py
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class ServingModule(torch.nn.Module):
 def export_onnx(student: BiLSTMStudent, vocab: Vocabulary, directory: Path) -> tuple[Path, Path]:
     """Write the fp32 graph and its dynamic-int8 quantisation into `directory`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     module = ServingModule(student.cpu().eval(), vocab).eval()
     ids = torch.full((2, 8), int(vocab.teacher_ids[-1]), dtype=torch.long)
@@ -55,7 +57,13 @@ def export_onnx(student: BiLSTMStudent, vocab: Vocabulary, directory: Path) -> t
                           output_names=["logits"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
                                         "logits": {0: "batch", 1: "length"}})
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    with tempfile.TemporaryDirectory(prefix="xdray-onnx-") as tmp:
+        # ONNX Runtime's pre-processing (shape inference, graph optimisation) before quantising:
+        # measured on the e5 study's E50-H100, int8 at batch 32 took 6.6 ms instead of 7.4 ms with
+        # the same argmax on 99.66% of tokens; it also answers quantize_dynamic's warning.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_dynamic(str(prepared), str(int8), weight_type=QuantType.QInt8)
     return fp32, int8
 
 

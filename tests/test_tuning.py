@@ -58,6 +58,14 @@ def study(tiny_built, tmp_path_factory):
     return cfg, run, results, time.time() - started
 
 
+def test_tune_adds_no_tensorboard_runs_of_its_own(study):
+    """Tune's automatic loggers would add a run per trial with empty hyperparameters and metrics."""
+    _, run, _, _ = study
+    assert (run / "tune").is_dir()
+    assert not list((run / "tune").rglob("events.out.tfevents.*"))
+    assert not list((run / "tune").rglob("progress.csv"))
+
+
 def test_every_grid_point_is_a_finished_trial(study):
     cfg, run, results, _ = study
     assert [r.status for r in results] == ["done", "done"]

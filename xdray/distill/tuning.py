@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,9 @@ def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teach
     from xdray.core.runtime import init_ray
 
     init_ray(cfg.runtime)
+    # Tune's own CSV / JSON / TensorBoard loggers add a run per trial to `tensorboard --logdir RUN`
+    # with every hyperparameter and metric empty; xdray keeps its records in trials/ and report/.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     inputs = StudyInputs(config_to_dict(cfg), str(run_dir), str(teacher_dir),
                          {k: str(v) for k, v in transfers.items()}, store.remote_of(run_dir))
     experiment = f"{inputs.remote}/{TUNE_DIR}" if inputs.remote else str(run_dir / TUNE_DIR)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 PANX = REPO.parent / "shared" / "data" / "panx"
+
+
+def xdray(*args, env=None, cwd=None, input_text=None) -> subprocess.CompletedProcess:
+    """`python -m xdray ARGS` as a user runs it; `env` adds to (or overrides) this environment."""
+    return subprocess.run([sys.executable, "-m", "xdray", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=600, input=input_text)
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,11 @@
 """The command line as a user runs it: real subprocesses, exit codes, messages."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from conftest import REPO, tiny_raw
-
-
-def xdray(*args, env=None, cwd=None, input_text=None):
-    return subprocess.run([sys.executable, "-m", "xdray", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd or REPO, timeout=600, input=input_text)
+from conftest import tiny_raw, xdray
 
 
 def test_config_prints_the_resolved_config():

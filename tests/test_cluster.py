@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, tiny_raw
+from conftest import REPO, tiny_raw, xdray
 from xdray.core import store as storage
 from xdray.core.runtime import free_port
 
@@ -38,10 +38,6 @@ print("NODES " + json.dumps({"code": code, "builder": builder.node_id, "trainer"
 """
 
 
-def xdray(*args, env):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
-
-
 @pytest.mark.slow
 def test_stages_on_two_nodes_meet_only_through_storage(tmp_path, ray_local):
     bucket = tmp_path / "bucket"
@@ -57,7 +53,8 @@ def test_stages_on_two_nodes_meet_only_through_storage(tmp_path, ray_local):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(XDRAY_STAGE_FILE_URIS="1", XDRAY_CACHE=str(tmp_path / "cache-a"))
-    done = xdray("-c", SCRIPT, str(tmp_path / "exp.yaml"), str(free_port()), env=env)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "exp.yaml"), str(free_port())],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
     line = next((l for l in done.stdout.splitlines() if l.startswith("NODES ")), None)
     assert done.returncode == 0 and line, (done.stdout + done.stderr)[-4000:]
     nodes = json.loads(line.removeprefix("NODES "))
@@ -78,10 +75,10 @@ def test_stages_on_two_nodes_meet_only_through_storage(tmp_path, ray_local):
 
     # Another machine, an empty cache: everything comes from storage, nothing is trained again.
     shutil.rmtree(tmp_path / "cache-a")
-    env.update(XDRAY_CACHE=str(tmp_path / "cache-b"), RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
     raw["transfer"]["resources_per_actor"], raw["search"]["resources_per_trial"] = {}, {}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))  # this machine has no builder or trainer node
-    second = xdray("-m", "xdray", "run", tmp_path / "exp.yaml", env=env)
+    second = xdray("run", tmp_path / "exp.yaml", env={"XDRAY_STAGE_FILE_URIS": "1", "XDRAY_CACHE": str(tmp_path / "cache-b"),
+                                                     "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address})
     assert second.returncode == 0, second.stderr[-4000:]
     assert "teacher (cached)" in second.stdout and "transfer (cached)" in second.stdout
     local = tmp_path / "cache-b" / "runs" / "tiny"

@@ -6,16 +6,13 @@ the test cluster, as a job would, and a later stage command finds its teacher ca
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, tiny_raw
+from conftest import tiny_raw, xdray
 from xdray.cli import main
 from xdray.transfer.format import rows_digest
 
@@ -48,19 +45,13 @@ def run(tmp_path: Path, name: str, seed: int) -> Path:
 def run_command(tmp_path: Path, name: str, seed: int, address: str) -> Path:
     """`xdray train` in a subprocess on the test cluster; then `xdray transfer` finds it all done."""
     exp, out = experiment(tmp_path, name, seed), tmp_path / name
-
-    def xdray(command: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "xdray", command, str(exp), "--out", str(out)],
-                              capture_output=True, text=True, cwd=REPO, timeout=600,
-                              env={**os.environ, "RAY_ADDRESS": address})
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done
-
-    first = xdray("train")
+    first = xdray("train", exp, "--out", out, env={"RAY_ADDRESS": address})
+    assert first.returncode == 0, first.stderr[-3000:]
     assert "dev F1 mean" in first.stdout and "(cached)" not in first.stdout
     assert yaml.safe_load((out / "config.yaml").read_text())["name"] == "tiny"
     metrics = (out / "teacher" / "metrics.json").read_bytes()
-    again = xdray("transfer")
+    again = xdray("transfer", exp, "--out", out, env={"RAY_ADDRESS": address})
+    assert again.returncode == 0, again.stderr[-3000:]
     assert "teacher (cached)" in again.stdout and "transfer (cached)" in again.stdout
     assert (out / "teacher" / "metrics.json").read_bytes() == metrics
     return out

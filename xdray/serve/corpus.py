@@ -67,8 +67,8 @@ def tag_corpus(model_dir: Path, inputs: list[str], out: Path, output_format: str
     cpus = int(ray.cluster_resources().get("CPU", 1))
     pool = actors or max(1, cpus - 1)
     if pool >= cpus:
-        log.warning("--actors %d on a cluster of %d CPU(s): the read tasks need a CPU the actors leave free; "
-                    "this waits until the cluster grows", pool, cpus)
+        log.warning("--actors %d on a cluster of %d CPU(s): the read tasks need %.1f CPU the actors leave free; "
+                    "this waits until the cluster grows", pool, cpus, READ_CPUS)
     ds = ray.data.read_text([str(Path(p).resolve()) for p in inputs], drop_empty_lines=False,
                             ray_remote_args={"num_cpus": READ_CPUS})
     ds = ds.map_batches(LineTagger, batch_format="pyarrow", batch_size=batch_size, num_cpus=1,

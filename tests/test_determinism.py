@@ -80,5 +80,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, ray_local):
     assert first["rows_digest"] == first["rows_digest_recomputed"]  # the manifest tells the truth
     for key in first:
         assert first[key] == second[key], key
+    history = first["teacher_metrics"]["history"]  # the teacher's curve in the report's TensorBoard view
+    assert [h["epoch"] for h in history] == [1] and set(history[0]["per_language"]) == {"en", "ru", "hi"}
     for key in ("teacher", "rows_digest", "student_weights", "student_metrics"):
         assert first[key] != other[key], key

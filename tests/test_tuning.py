@@ -267,27 +267,68 @@ def test_plots_are_pngs(report):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
-def test_tensorboard_hparams_for_every_row(report):
+def _events(path, **guidance):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0, **guidance})
+    events.Reload()
+    return events
+
+
+def _hparams_data(events):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    rows, path = report[5], report[4]
-    sessions = {}
+    return [plugin_data_pb2.HParamsPluginData.FromString(c) for c in events.PluginTagToContent("hparams").values()]
+
+
+def test_tensorboard_view_is_one_run_per_trial_and_form(report):
+    cfg, run, _, _, path, rows = report
+    board = path / "tensorboard"
+    assert {p.name for p in board.iterdir()} == {r["trial_id"] for r in rows} | {"teacher", "frontier"}
+    history = {r["trial_id"]: json.loads((run / "trials" / r["trial_id"] / "metrics.json").read_text())["history"]
+               for r in rows if "+" not in r["trial_id"]}
     for row in rows:
-        events = EventAccumulator(str(path / "tensorboard" / "hparams" / row["trial_id"].replace("+", "-")))
-        events.Reload()
-        content = events.PluginTagToContent("hparams")
-        start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
-                     for c in content.values() if plugin_data_pb2.HParamsPluginData.FromString(c).HasField(
-                         "session_start_info"))
-        hparams = {k: v.number_value if v.HasField("number_value") else v.bool_value for k, v in start.hparams.items()}
-        assert hparams["hidden_size"] == row["hidden_size"] and hparams["embedding_dim"] == 16
-        assert events.Scalars("hparam/f1_mean")[0].value == pytest.approx(row["f1_mean"], abs=1e-6)
-        sessions[row["trial_id"]] = hparams
-    assert len(sessions) == len(rows) == 8
-    images = EventAccumulator(str(path / "tensorboard" / "frontier"), size_guidance={"images": 0})
-    images.Reload()
-    assert {"frontier/f1_vs_compression", "frontier/f1_vs_speedup"} <= set(images.Tags()["images"])
+        events = _events(board / row["trial_id"])
+        start = next(d.session_start_info for d in _hparams_data(events) if d.HasField("session_start_info"))
+        assert start.group_name == row["trial_id"]
+        assert start.hparams["hidden_size"].number_value == row["hidden_size"]
+        assert start.hparams["format"].string_value == row["runtime"] + ("-int8" if row["int8"] else "")
+        key = row["trial_id"].split("+")[0]
+        dev = events.Scalars("dev/f1_mean")
+        assert dev[-1].value == pytest.approx(row["f1_mean"], abs=1e-4) and dev[-1].step == len(history[key])
+        assert events.Scalars("frontier/params")[0].value == row["params"]
+        assert events.Scalars("frontier/retention")[0].step == len(history[key])
+        tags = events.Tags()["scalars"]
+        assert not [t for t in tags if t.startswith("hparam")]
+        curves = [t for t in tags if t.endswith("/train_loss")]
+        if "+" in row["trial_id"]:  # a deployable form: its session, no second copy of the curves
+            assert len(dev) == 1 and not curves
+        else:  # step = epoch of the sub-stage, one point per epoch it ran; dev F1 per sub-stage
+            assert len(dev) == len(history[key]) and len(curves) == len(history[key])
+            for sub in history[key]:
+                assert [e.step for e in events.Scalars(f"{sub['substage']}/train_loss")] == \
+                    list(range(1, sub["epochs"] + 1))
+            assert {f"dev/f1_{lang}" for lang in cfg.data.labelled.languages} <= set(tags)
+
+
+def test_tensorboard_experiment_declares_the_grid_as_columns(report):
+    cfg, run, _, _, path, rows = report
+    frontier = _events(path / "tensorboard" / "frontier", images=0)
+    experiment = next(d.experiment for d in _hparams_data(frontier) if d.HasField("experiment"))
+    assert [h.name for h in experiment.hparam_infos] == ["embedding_dim", "hidden_size", "format"]
+    formats = {v.string_value for v in experiment.hparam_infos[2].domain_discrete.values}
+    assert formats == {"torch", "torch-int8", "onnx", "onnx-int8"}
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert {"dev/f1_mean", "dev/f1_std", "frontier/params", "frontier/compression", "frontier/retention",
+            "frontier/pareto", "frontier/recommended", "frontier/latency_ms_b8", "frontier/speedup_b8"} <= set(metrics)
+    assert not [m for m in metrics if m.endswith(("train_loss", "heldout_loss", "/lr"))]
+    assert {"frontier/f1_vs_compression", "frontier/f1_vs_speedup"} <= set(frontier.Tags()["images"])
+    teacher = json.loads((run / "teacher" / "metrics.json").read_text())
+    curve = _events(path / "tensorboard" / "teacher").Scalars("teacher/dev_f1_mean")
+    assert max(e.value for e in curve) == pytest.approx(teacher["dev"]["f1_mean"], abs=1e-6)
+    # per fine-tuning epoch; this fixture's teacher is not fine-tuned: its one model at step 1
+    assert [e.step for e in curve] == ([h["epoch"] for h in teacher.get("history", [])] or [1])
+    assert not list((run / "trials").rglob("events.out.tfevents.*")), "trials keep their live events"
 
 
 def test_report_recommends_the_smallest_student_that_keeps_enough(report):

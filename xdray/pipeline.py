@@ -119,6 +119,7 @@ def report(cfg: ExperimentConfig, run_dir: Path, data: LabelledData, teacher_dir
 
     from xdray.data.encode import encode_dataset
     from xdray.frontier.latency import study_latency
+    from xdray.frontier.board import BOARD_DIR
     from xdray.frontier.report import load_study, write_report
 
     keys = [t.key for t in read_index(run_dir, study)[0] if t.status == "done"]
@@ -130,6 +131,7 @@ def report(cfg: ExperimentConfig, run_dir: Path, data: LabelledData, teacher_dir
     print(f"report {path}: {len(rows)} frontier rows, {sum(r['pareto'] for r in rows)} on the Pareto front; "
           + (f"recommended {best['trial_id']} (dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
              f"compression {best['compression']:g}x)" if best else "no student meets report.min_retention"))
+    print(f"compare the trials: tensorboard --logdir {path / BOARD_DIR}")
 
 
 def pull_run(run_dir: Path, study: str | None = None) -> None:

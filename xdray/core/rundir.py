@@ -4,7 +4,7 @@ RUN/ (runs/<experiment> locally, or a local copy of `runtime.storage_path`/<expe
   config.yaml                 the resolved config of the last command that got past its inputs
   teacher/                    the teacher (model, tokenizer, metrics.json, fingerprint.json)
   transfer/<fingerprint>/     transfer sets (Parquet shards + manifest.json)
-  trials/<key>/               one student each (checkpoint/, student/, metrics.json, tensorboard/)
+  trials/<key>/               one student each (checkpoint/, student/, metrics.json; tensorboard/ while training)
   trials/index.json           the experiment's own study: its trials and searched keys
   tune/                       Ray Tune's records
   eval/latency.json           the study's latencies

@@ -224,7 +224,7 @@ def train_epoch(student: BiLSTMStudent, optimizer: torch.optim.Optimizer, stream
 
 
 def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig, sub: SubStage, index: int,
-                   writer, trial: str = "") -> dict:
+                   trial: str = "") -> dict:
     """Adam + SGDR over the trainable groups, early stopping on the held-out loss, best weights
     restored. Returns the sub-stage's metrics."""
     torch.manual_seed(cfg.seed * 100 + index)  # each sub-stage seeds itself: resume == uninterrupted
@@ -238,26 +238,34 @@ def train_substage(student: BiLSTMStudent, td: TrialData, cfg: ExperimentConfig,
                torch.tensor(td.transfer.pca["components"], device=device))
     stopper = EarlyStopping(sub.stage.patience)
     schedule = sgdr(optimizer, sub.stage, steps_per_epoch(td, cfg, sub))
-    train_loss, lr, epochs = 0.0, sub.stage.lr_high, 0
+    train_loss, lr, epochs, curve = 0.0, sub.stage.lr_high, 0, []
     for epoch in range(sub.stage.max_epochs):
         train_loss, lr = train_epoch(student, optimizer, batches(td, cfg, sub, "train", epoch),
                                      lambda b: loss_of(student, b, cfg, sub, pca), schedule,
                                      f"trial {trial} {sub.name} epoch {epoch + 1}")
         held = heldout_loss(student, td, cfg, sub, pca)
         epochs = epoch + 1
-        if writer is not None:
-            writer.add_scalar(f"{sub.name}/train_loss", train_loss, epochs)
-            writer.add_scalar(f"{sub.name}/heldout_loss", held, epochs)
-            writer.add_scalar(f"{sub.name}/lr", lr, epochs)
+        curve.append({"train_loss": train_loss, "heldout_loss": held, "lr": lr})
         if stopper.update(held, student, epoch):
             break
     stopper.restore(student)
     return {"stage": sub.stage.name, "substage": sub.name, "loss": sub.stage.loss, "epochs": epochs,
             "best_epoch": stopper.best_epoch + 1, "train_loss": train_loss, "heldout_loss": stopper.best_loss,
-            "lr": lr, "trainable": list(sub.trainable)}
+            "lr": lr, "trainable": list(sub.trainable), "curve": curve}
 
 
 # ----------------------------------------------------------------------------- the trial
+
+
+def write_substage(writer, record: dict, number: int) -> None:
+    """A finished sub-stage's scalars, from its history record: its curves at step = epoch of the
+    sub-stage (1, 2, ...), its dev F1 (mean, std, micro, per language) at step = its number in
+    the plan. The same steps in every trial, whichever epochs early stopping cut."""
+    for epoch, point in enumerate(record.get("curve", []), start=1):
+        for key, value in point.items():
+            writer.add_scalar(f"{record['substage']}/{key}", value, epoch)
+    for key in (k for k in record if k.startswith("dev_f1_")):
+        writer.add_scalar(f"dev/{key.removeprefix('dev_')}", record[key], number)
 
 
 def _save_checkpoint(directory: Path, student: BiLSTMStudent, state: dict) -> None:
@@ -308,12 +316,13 @@ def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report:
     writer = SummaryWriter(str(trial_dir / "tensorboard")) if tensorboard else None
     for index in range(state["done"], len(plan)):
         sub = plan[index]
-        metrics = train_substage(student, td, cfg, sub, index, writer, name)
+        metrics = train_substage(student, td, cfg, sub, index, name)
         dev = evaluate_student(student, td, "dev")
         metrics.update({DEV_F1: dev["f1_mean"], "dev_f1_std": dev["f1_std"], "dev_f1_micro": dev["f1_micro"],
                         **{f"dev_f1_{lang}": f1 for lang, f1 in dev["per_language"].items()}})
         if writer is not None:
-            writer.add_scalar("dev/f1_mean", dev["f1_mean"], index + 1)
+            write_substage(writer, metrics, index + 1)
+            writer.flush()  # show it now, and keep it if the trial dies
         log.info("trial %s: %s (%d epochs) held-out loss %.4f, dev F1 %.4f", name, sub.name,
                  metrics["epochs"], metrics["heldout_loss"], dev["f1_mean"])
         state = {"done": index + 1, "history": state["history"] + [metrics]}
@@ -323,6 +332,9 @@ def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report:
         crash_point(trial_dir, f"substage-{index + 1}")
     if writer is not None:
         writer.close()
+        # Live events are for watching a trial train; its published record is metrics.json, from
+        # which the report draws every trial in one TensorBoard view (frontier/board.py).
+        shutil.rmtree(trial_dir / "tensorboard", ignore_errors=True)
     final = {"dev": evaluate_student(student, td, "dev"), "params": count_parameters(student),
              "history": state["history"], "wall_time_s": round(time.time() - started, 1),
              "device": str(device_of(student))}

@@ -3,8 +3,9 @@ int8), the Pareto set, the recommended student and the variant to serve it with,
 style of the paper's figures, TensorBoard HParams, and a serving-cost estimate.
 
 RUN/report/ is built in a staging directory and published whole: frontier.csv, frontier.md,
-f1_vs_compression.png, f1_vs_speedup.png, recommended.json and tensorboard/ (an HParams session
-per row plus the plots as images, so `tensorboard --logdir RUN` compares the grid at a glance).
+f1_vs_compression.png, f1_vs_speedup.png, recommended.json and tensorboard/ (frontier/board.py: a
+run per trial and per form, with its curves and HParams session, so `tensorboard --logdir
+RUN/report/tensorboard` compares the grid at a glance).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from xdray.distill.quantize import INT8
 from xdray.distill.space import describe, short_name
 from xdray.distill.trial import METRICS_FILE
 from xdray.distill.tuning import TrialResult, read_index
+from xdray.frontier.board import BOARD_DIR, write_board
 from xdray.frontier.schema import CostConfig
 
 log = logging.getLogger(__name__)
@@ -304,31 +306,7 @@ def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention:
     return figure
 
 
-def write_tensorboard(rows: list[dict], figures: dict, text: str, directory: Path, space_keys: list[str]) -> None:
-    """An HParams session per row (searched keys + int8 vs F1, params, compression, speedups) and
-    the plots and the table under report/."""
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
-
-    hp_names = ["embedding_dim", "hidden_size", *[short_name(k) for k in space_keys], "runtime", "int8"]
-    metric_names = [k for k in rows[0] if k in ("f1_mean", "f1_std", "f1_micro", "retention", "params", "size_mb",
-                                                "compression", "compression_ref", "test_f1_mean")
-                    or k.startswith(("speedup", "latency_ms"))] if rows else []
-    for row in rows:
-        hp = {k: row[k] for k in dict.fromkeys(hp_names) if k in row}
-        metrics = {f"hparam/{k}": float(row[k]) for k in metric_names if row.get(k) is not None}
-        with SummaryWriter(str(directory / "hparams" / row["trial_id"].replace("+", "-"))) as writer:
-            for summary in hparams(hp, metrics):
-                writer.file_writer.add_summary(summary)
-            for k, v in metrics.items():
-                writer.add_scalar(k, v)
-    with SummaryWriter(str(directory / "frontier")) as writer:
-        for name, figure in figures.items():
-            writer.add_figure(f"frontier/{name}", figure, close=True)
-        writer.add_text("frontier/table", text)
-
-
-def build_report(study: Study, rows: list[dict], out: Path) -> None:
+def build_report(study: Study, rows: list[dict], run_dir: Path, out: Path) -> None:
     """The report's files in `out`: frontier.csv / .md, the plots, TensorBoard, recommended.json."""
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "frontier.csv")
@@ -342,7 +320,7 @@ def build_report(study: Study, rows: list[dict], out: Path) -> None:
                "f1_vs_speedup": plot(rows, f"speedup_b{b}", f"speedup at batch {b} (teacher / student latency)",
                                      teacher_f1, keep, out / "f1_vs_speedup.png",
                                      f"{study.cfg.name}: F1 vs speedup at batch {b}")}
-    write_tensorboard(rows, figures, text, out / "tensorboard", study.space_keys)
+    write_board(rows, run_dir, study.teacher, study.space_keys, figures, text, out / BOARD_DIR)
     best = next((r for r in rows if r["recommended"]), None)
     serve = next((r for r in rows if r["serve"]), None)
     atomic_write_json(out / RECOMMENDED_FILE, {"trial_id": best["trial_id"] if best else None, "row": best,
@@ -367,7 +345,7 @@ def write_report(study: Study, run_dir: Path, name: str | None = None) -> tuple[
 
     def build(work: Work) -> None:
         rows.extend(frontier_rows(study, run_dir))
-        build_report(study, rows, work.staging)
+        build_report(study, rows, run_dir, work.staging)
 
     inputs = (TEACHER_DIR, *(trial_dir(t.key) for t in study.trials if t.status == "done"))
     stage = Stage(name="report", output=study_path(name, MAIN_REPORT), load=read_report, build=build,

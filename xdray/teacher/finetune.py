@@ -55,7 +55,7 @@ def _train_loop(config: dict) -> None:
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config["lr"])
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * total_steps), total_steps)
     pad_id = tokenizer.pad_token_id
-    best_f1, best_state, best_dev, step, epoch = -1.0, None, None, 0, 0
+    best_f1, best_state, best_dev, step, epoch, history = -1.0, None, None, 0, 0, []
     started = last_line = time.time()
     bar = None
     if config["progress"] and rank == 0:  # a bar the driver draws; plain log lines otherwise
@@ -89,6 +89,7 @@ def _train_loop(config: dict) -> None:
         if rank == 0:
             report = evaluate_teacher(core, dev, config["labels"], config["eval_batch_size"], device)
             metrics[DEV_F1] = report["f1_mean"]
+            history.append({**metrics, "per_language": report["per_language"]})  # TensorBoard's teacher run
             print(f"[teacher] epoch {epoch}: train loss {metrics['train_loss']:.4f}, dev F1 "
                   f"{report['f1_mean']:.4f} ({time.time() - started:.0f}s)", flush=True)
             if report["f1_mean"] > best_f1:  # model selection on dev only
@@ -102,7 +103,7 @@ def _train_loop(config: dict) -> None:
     if bar is not None:
         bar.close()
     core.load_state_dict(best_state)
-    final = {"dev": best_dev}
+    final = {"dev": best_dev, "history": history}
     if config.get("test") is not None:
         final["test"] = evaluate_teacher(core, ray.get(config["test"]), config["labels"],
                                          config["eval_batch_size"], device)

@@ -28,7 +28,6 @@ from xdray.distill.trial import METRICS_FILE, write_substage
 BOARD_DIR, TEACHER_RUN, FRONTIER_RUN = "tensorboard", "teacher", "frontier"
 FRONTIER_METRICS = ("params", "size_mb", "compression", "compression_ref", "retention", "pareto", "recommended",
                     "serve")
-DEV_METRICS = ("f1_mean", "f1_std", "f1_micro")
 
 
 def serving_format(row: dict) -> str:
@@ -43,13 +42,14 @@ def hparam_names(rows: list[dict], space_keys: list[str]) -> list[str]:
     return [n for n in dict.fromkeys(names) if any(n in r for r in rows)] + ["format"]
 
 
-def metric_tags(rows: list[dict]) -> list[str]:
-    """The HParams table's metric columns, in the frontier's order."""
-    keys = dict.fromkeys(k for r in rows for k in r)
-    dev = [f"dev/{k}" for k in (*DEV_METRICS, *(k for k in keys if k.startswith("f1_") and k not in DEV_METRICS))]
-    test = ["test/f1_mean"] if "test_f1_mean" in keys else []
-    timing = [f"frontier/{k}" for k in keys if k.startswith(("latency_ms_b", "speedup_b", "speedup_ref_b"))]
-    return dev + test + [f"frontier/{k}" for k in FRONTIER_METRICS if k in keys] + timing
+def metric_tags(rows: list[dict], batch_sizes: list[int]) -> list[str]:
+    """The HParams table's metric columns, the ones a choice is made on first (TensorBoard shows
+    the first few), then the rest of the frontier's."""
+    tags = dict.fromkeys(t for r in rows for t in _row_metrics(r))
+    b = max(batch_sizes)
+    first = ["dev/f1_mean", "frontier/retention", "frontier/compression", f"frontier/speedup_b{b}",
+             "frontier/recommended", "frontier/pareto", "frontier/serve", "frontier/params", "frontier/size_mb"]
+    return [t for t in first if t in tags] + [t for t in tags if t not in first]
 
 
 def _row_metrics(row: dict) -> dict[str, float]:
@@ -130,8 +130,8 @@ def write_teacher(directory: Path, teacher: dict) -> None:
                 writer.add_scalar(f"teacher/dev_f1_{lang}", f1, 1)
 
 
-def write_board(rows: list[dict], run_dir: Path, teacher: dict, space_keys: list[str], figures: dict, text: str,
-                directory: Path) -> None:
+def write_board(rows: list[dict], run_dir: Path, teacher: dict, space_keys: list[str], batch_sizes: list[int],
+                figures: dict, text: str, directory: Path) -> None:
     """The whole view into `directory` (the report's staging place, so it is rebuilt whole)."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -155,7 +155,7 @@ def write_board(rows: list[dict], run_dir: Path, teacher: dict, space_keys: list
     with SummaryWriter(str(directory / FRONTIER_RUN)) as writer:
         if rows:
             writer.file_writer.add_summary(experiment_summary(
-                [{**r, "format": serving_format(r)} for r in rows], hparams, metric_tags(rows)))
+                [{**r, "format": serving_format(r)} for r in rows], hparams, metric_tags(rows, batch_sizes)))
         for name, figure in figures.items():
             writer.add_figure(f"frontier/{name}", figure, close=True)
         writer.add_text("frontier/table", text)

@@ -320,7 +320,8 @@ def build_report(study: Study, rows: list[dict], run_dir: Path, out: Path) -> No
                "f1_vs_speedup": plot(rows, f"speedup_b{b}", f"speedup at batch {b} (teacher / student latency)",
                                      teacher_f1, keep, out / "f1_vs_speedup.png",
                                      f"{study.cfg.name}: F1 vs speedup at batch {b}")}
-    write_board(rows, run_dir, study.teacher, study.space_keys, figures, text, out / BOARD_DIR)
+    write_board(rows, run_dir, study.teacher, study.space_keys, study.batch_sizes, figures, text,
+                out / BOARD_DIR)
     best = next((r for r in rows if r["recommended"]), None)
     serve = next((r for r in rows if r["serve"]), None)
     atomic_write_json(out / RECOMMENDED_FILE, {"trial_id": best["trial_id"] if best else None, "row": best,

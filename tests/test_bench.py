@@ -67,3 +67,6 @@ def test_bench_serve_compares_batching_on_and_off(ray_local):
         assert data[f"batching_speedup_c{c}"] > 0
         for mode in ("batched", "unbatched"):
             assert data[f"{mode}_rps_c{c}"] > 0 and data[f"{mode}_p99_ms_c{c}"] >= data[f"{mode}_p50_ms_c{c}"] > 0
+        assert data[f"echo_rps_c{c}"] > 0  # Serve's own ceiling, measured on the same cluster
+        assert data[f"batched_share_of_ceiling_c{c}"] == pytest.approx(
+            data[f"batched_rps_c{c}"] / data[f"echo_rps_c{c}"], abs=1e-3)

@@ -86,3 +86,30 @@ def test_a_student_learns_from_it_and_tags_every_word(e5_pipeline):
     tags = tag(student_dir, sentences)
     assert [len(t) for t in tags] == [len(s) for s in sentences]
     assert set(np.concatenate([np.array(t) for t in tags])) <= set(data.labels)
+
+
+def test_a_student_of_a_big_vocabulary_loads_without_a_mistral_warning(tmp_path, capfd):
+    """transformers 5 takes a >100k-piece tokenizer beside a config.json without a model_type (a
+    student's) for an old Mistral one and warns of a wrong regex in every Ray worker that loads it
+    (xdray's CLI silences transformers' warnings; workers do not)."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from xdray.data.schema import WIKIANN_LABELS
+    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, load_student, save_student
+
+    pieces = tiny_pieces()[:-1] + [f"▁w{i}" for i in range(100_000)] + ["<mask>"]
+    tokenizer = AutoTokenizer.from_pretrained(write_tokenizer(tmp_path / "tok", pieces))
+    vocab = Vocabulary(list(range(64)), len(pieces))
+    save_student(tmp_path / "student", BiLSTMStudent(StudentSpec(len(vocab), 8, 8, 16, len(WIKIANN_LABELS))),
+                 vocab, list(WIKIANN_LABELS), tokenizer)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    try:
+        capfd.readouterr()
+        loaded = load_student(tmp_path / "student")[3]
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "incorrect regex pattern" not in capfd.readouterr().err
+    assert loaded("▁w7 the")["input_ids"] == tokenizer("▁w7 the")["input_ids"]
+

@@ -1,6 +1,11 @@
 """`xdray bench serve`: the Ray Serve deployment under load, with request batching on and off on
 the same deployment (`?batching=off`), at several concurrencies: requests/s and p50/p99 latency.
-Each request is one sentence of raw text (PAN-X dev text where present), as a user's would be."""
+Each request is one sentence of raw text (PAN-X dev text where present), as a user's would be.
+
+Beside them, Serve's own ceiling on this cluster: an echo deployment that parses the same requests
+and answers without a model (`echo_rps_c*`). Batching can remove the model's share of a request's
+cost, not Serve's: where the echo is barely faster than the unbatched tagger, no batching speedup
+is left to win (`batched_share_of_ceiling_c*` says how close the tagger gets)."""
 
 from __future__ import annotations
 
@@ -43,10 +48,25 @@ def _load(url: str, texts: list[str], concurrency: int) -> dict:
             "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
 
 
+def _echo_deployment():
+    from ray import serve
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    @serve.deployment(name="echo", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=128)
+    class Echo:
+        async def __call__(self, request: Request) -> JSONResponse:
+            return JSONResponse({"text": json.loads(await request.body())["text"], "entities": []})
+
+    return Echo.bind()
+
+
 def bench_serve(model: str | None, panx: Path, requests: int, concurrencies: list[int], runtime: str,
                 max_batch_size: int) -> dict:
     from xdray.core.runtime import RuntimeConfig, free_port, init_ray
-    from xdray.serve.deploy import ServeConfig, shutdown, start
+    from ray import serve
+
+    from xdray.serve.deploy import APP_NAME, ServeConfig, shutdown, start
 
     sentences, _, source = bench_sentences(requests, panx)
     texts = [" ".join(words) for words in sentences]
@@ -63,6 +83,12 @@ def bench_serve(model: str | None, panx: Path, requests: int, concurrencies: lis
                     for key, value in _load(url + "/predict" + suffix, texts, c).items():
                         result[f"{mode}_{key}_c{c}"] = value
                 result[f"batching_speedup_c{c}"] = round(result[f"batched_rps_c{c}"] / result[f"unbatched_rps_c{c}"], 3)
+            serve.delete(APP_NAME)  # the tagger's CPU goes to the echo
+            serve.run(_echo_deployment(), name="echo", route_prefix="/echo")
+            _load(url + "/echo", texts[:20], 4)
+            for c in concurrencies:
+                result[f"echo_rps_c{c}"] = _load(url + "/echo", texts, c)["rps"]
+                result[f"batched_share_of_ceiling_c{c}"] = round(result[f"batched_rps_c{c}"] / result[f"echo_rps_c{c}"], 3)
         finally:
             shutdown()
     return result

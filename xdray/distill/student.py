@@ -157,4 +157,7 @@ def load_student(directory: Path) -> tuple[BiLSTMStudent, Vocabulary, list[str],
     student = BiLSTMStudent(StudentSpec(**config["spec"]))
     student.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     vocab = Vocabulary(vocab_json["teacher_ids"], vocab_json["teacher_vocab_size"])
-    return student.eval(), vocab, config["labels"], AutoTokenizer.from_pretrained(directory)
+    # fix_mistral_regex=False: tokenise as the teacher did (its default), without transformers 5
+    # taking our config.json, which has no model_type, for an old Mistral one and warning so.
+    tokenizer = AutoTokenizer.from_pretrained(directory, fix_mistral_regex=False)
+    return student.eval(), vocab, config["labels"], tokenizer

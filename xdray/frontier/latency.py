@@ -7,6 +7,7 @@ teacher and the student see the same cores; CUDA synchronised around each call o
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -21,7 +22,7 @@ from xdray.core import store
 from xdray.core.batching import pad_batch
 from xdray.core.files import atomic_write_json
 from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
-from xdray.core.runtime import init_ray, torch_threads
+from xdray.core.runtime import configure_logging, init_ray, torch_threads
 from xdray.core.stage import Stage, Work, run_stage
 from xdray.data.encode import Encoded
 from xdray.data.windows import WordView, evaluate_words
@@ -29,6 +30,8 @@ from xdray.distill.quantize import INT8, quantize_int8
 
 if TYPE_CHECKING:
     from xdray.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,14 +165,19 @@ def _artifact_scores(request: LatencyRequest, artifacts: dict) -> dict:
     """{variant: {"dev": F1 report, "size_bytes"}} of each ONNX artifact, on the dev words."""
     if request.dev is None:
         return {}
-    return {variant: {"dev": evaluate_words(model, request.dev, request.dev_langs, request.labels),
-                      "size_bytes": size} for variant, (model, size) in artifacts.items()}
+    scores = {}
+    for number, (variant, (model, size)) in enumerate(artifacts.items(), start=1):
+        log.info("latency: dev F1 of %s (%d of %d artifacts)", variant, number, len(artifacts))
+        scores[variant] = {"dev": evaluate_words(model, request.dev, request.dev_langs, request.labels),
+                           "size_bytes": size}
+    return scores
 
 
 def measure(request: LatencyRequest) -> dict:
     """Time every model of the request in this process on the same batches (runs in a Ray task
     holding one trial's resources). Returns {"device", "threads", "params", "latency_ms":
     {name: {batch size: median ms}}}."""
+    configure_logging()  # a Ray task: its progress lines reach the driver's log
     if request.remote:  # the task may run on a node that has not seen this run
         store.attach(Path(request.run_dir), request.remote)
         store.pull_many(Path(request.run_dir), request.inputs)
@@ -178,6 +186,7 @@ def measure(request: LatencyRequest) -> dict:
         models, params, artifacts = _timed_models(request, device, Path(scratch))
         latency: dict[str, dict[str, float]] = {name: {} for name in models}
         for size, batches in request.batches.items():
+            log.info("latency: %d models at batch %d, %d runs each", len(models), size, request.runs)
             moved = [tuple(t.to(device) for t in batch) for batch in batches]
             timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device)
             for name, timing in timings.items():

@@ -26,6 +26,13 @@ cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "gcs_serv
 builder = cluster.add_node(num_cpus=2, resources={"builder": 2})
 trainer = cluster.add_node(num_cpus=2, resources={"trainer": 2})
 cluster.wait_for_nodes()
+# Without an address an xdray command starts a cluster of its own beside this one (Ray's default
+# would join the cluster found on the machine, and its trials die when the owner stops it).
+import subprocess
+code = ("import ray; from xdray.core.runtime import RuntimeConfig, init_ray; "
+        "init_ray(RuntimeConfig(num_cpus=1, progress='off')); print(ray.get_runtime_context().gcs_address)")
+alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+print("ALONE " + json.dumps({"found": cluster.address, "joined": alone.stdout.strip(), "err": alone.stderr[-2000:]}))
 os.environ["RAY_ADDRESS"] = cluster.address
 from xdray.cli import main
 
@@ -59,6 +66,8 @@ def test_stages_on_two_nodes_meet_only_through_storage(tmp_path, ray_local):
     assert done.returncode == 0 and line, (done.stdout + done.stderr)[-4000:]
     nodes = json.loads(line.removeprefix("NODES "))
     assert nodes["code"] == 0
+    alone = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("ALONE ")).removeprefix("ALONE "))
+    assert alone["joined"] and alone["joined"] != alone["found"], alone
 
     remote = bucket / "tiny"
     for part in ("config.yaml", "teacher/model.safetensors", "trials/index.json", "eval/latency.json",

@@ -48,25 +48,10 @@ def _load(url: str, texts: list[str], concurrency: int) -> dict:
             "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
 
 
-def _echo_deployment():
-    from ray import serve
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-
-    @serve.deployment(name="echo", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=128)
-    class Echo:
-        async def __call__(self, request: Request) -> JSONResponse:
-            return JSONResponse({"text": json.loads(await request.body())["text"], "entities": []})
-
-    return Echo.bind()
-
-
 def bench_serve(model: str | None, panx: Path, requests: int, concurrencies: list[int], runtime: str,
                 max_batch_size: int) -> dict:
     from xdray.core.runtime import RuntimeConfig, free_port, init_ray
-    from ray import serve
-
-    from xdray.serve.deploy import APP_NAME, ServeConfig, shutdown, start
+    from xdray.serve.deploy import ServeConfig, shutdown, start, swap_to_echo
 
     sentences, _, source = bench_sentences(requests, panx)
     texts = [" ".join(words) for words in sentences]
@@ -83,8 +68,7 @@ def bench_serve(model: str | None, panx: Path, requests: int, concurrencies: lis
                     for key, value in _load(url + "/predict" + suffix, texts, c).items():
                         result[f"{mode}_{key}_c{c}"] = value
                 result[f"batching_speedup_c{c}"] = round(result[f"batched_rps_c{c}"] / result[f"unbatched_rps_c{c}"], 3)
-            serve.delete(APP_NAME)  # the tagger's CPU goes to the echo
-            serve.run(_echo_deployment(), name="echo", route_prefix="/echo")
+            swap_to_echo()
             _load(url + "/echo", texts[:20], 4)
             for c in concurrencies:
                 result[f"echo_rps_c{c}"] = _load(url + "/echo", texts, c)["rps"]

@@ -115,7 +115,9 @@ def init_ray(cfg: RuntimeConfig) -> None:
     os.environ.update(env)  # Ray Train's controller reads some of these in this process
     port = free_port()
     workers_env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
-    ray.init(num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
+    # address="local": a cluster of our own, never one that `ray start` left running on this
+    # machine (Ray's default joins it silently, and a trial then dies when its owner stops it).
+    ray.init(address="local", num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
              dashboard_port=port, logging_level=logging.WARNING, runtime_env={"env_vars": workers_env})
 
 

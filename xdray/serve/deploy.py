@@ -147,6 +147,25 @@ def start(cfg: ServeConfig) -> str:
     return f"http://{cfg.host}:{cfg.port}"
 
 
+def swap_to_echo() -> None:
+    """Replace the tagger by an echo deployment on /echo that parses the same requests and answers
+    without a model: Serve's own ceiling on this cluster, which `xdray bench serve` reports beside
+    the tagger (batching can remove a request's model cost, not Serve's)."""
+    import json
+
+    from ray import serve
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    @serve.deployment(name="echo", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=128)
+    class Echo:
+        async def __call__(self, request: Request) -> JSONResponse:
+            return JSONResponse({"text": json.loads(await request.body())["text"], "entities": []})
+
+    serve.delete(APP_NAME)  # its CPU goes to the echo
+    serve.run(Echo.bind(), name="echo", route_prefix="/echo")
+
+
 def shutdown() -> None:
     from ray import serve
 

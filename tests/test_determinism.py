@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import tiny_raw, xdray
 from xdray.cli import main
@@ -74,12 +75,18 @@ def fingerprints(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, ray_local):
-    first = fingerprints(run(tmp_path, "first", 0))
+    first_dir = run(tmp_path, "first", 0)
+    first = fingerprints(first_dir)
     second = fingerprints(run_command(tmp_path, "second", 0, ray_local.get_runtime_context().gcs_address))
     other = fingerprints(run(tmp_path, "other", 1))
     assert first["rows_digest"] == first["rows_digest_recomputed"]  # the manifest tells the truth
     for key in first:
         assert first[key] == second[key], key
+    (student,) = (first_dir / "train").iterdir()  # `xdray train` keeps its student's curves with it
+    events = EventAccumulator(str(student / "tensorboard"))
+    events.Reload()
+    plan = json.loads((student / "metrics.json").read_text())["history"]
+    assert [e.step for e in events.Scalars("dev/f1_mean")] == list(range(1, len(plan) + 1))
     history = first["teacher_metrics"]["history"]  # the teacher's curve in the report's TensorBoard view
     assert [h["epoch"] for h in history] == [1] and set(history[0]["per_language"]) == {"en", "ru", "hi"}
     for key in ("teacher", "rows_digest", "student_weights", "student_metrics"):

@@ -70,7 +70,8 @@ def train_one(ctx: Context) -> tuple[dict, TeacherOutput]:
     t = teacher(ctx)
     tr = transfer(ctx, t) if needs_transfer(ctx.cfg) else None
     output = f"{TRAIN_DIR}/{trial_key(ctx.cfg)}"
-    stage = trial_stage(ctx.cfg, output, lambda: prepare(ctx.cfg, t.path, tr.path if tr else None, ctx.data))
+    stage = trial_stage(ctx.cfg, output, lambda: prepare(ctx.cfg, t.path, tr.path if tr else None, ctx.data),
+                        keep_tensorboard=True)  # no report draws it: its curves stay with it
     done = run_stage(ctx.run_dir, stage)
     return {**done.value, "path": str(done.path)}, t
 

@@ -299,8 +299,11 @@ def int8_metrics(student: BiLSTMStudent, td: TrialData) -> dict:
 
 
 def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report: Report | None = None,
-                  tensorboard: bool = True) -> dict:
-    """The whole plan for one student; resumes after the last finished sub-stage in trial_dir."""
+                  tensorboard: bool = True, keep_tensorboard: bool = False) -> dict:
+    """The whole plan for one student; resumes after the last finished sub-stage in trial_dir.
+    Live TensorBoard events go to trial_dir/tensorboard while it trains; at the end they are
+    dropped (a Tune trial: the report draws it), or with keep_tensorboard redrawn from the history
+    (`xdray train`: the student's own run, without a resumed sub-stage's repeated points)."""
     from torch.utils.tensorboard import SummaryWriter
 
     started = time.time()
@@ -332,9 +335,11 @@ def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report:
         crash_point(trial_dir, f"substage-{index + 1}")
     if writer is not None:
         writer.close()
-        # Live events are for watching a trial train; its published record is metrics.json, from
-        # which the report draws every trial in one TensorBoard view (frontier/board.py).
         shutil.rmtree(trial_dir / "tensorboard", ignore_errors=True)
+        if keep_tensorboard:
+            with SummaryWriter(str(trial_dir / "tensorboard")) as clean:
+                for number, record in enumerate(state["history"], start=1):
+                    write_substage(clean, record, number)
     final = {"dev": evaluate_student(student, td, "dev"), "params": count_parameters(student),
              "history": state["history"], "wall_time_s": round(time.time() - started, 1),
              "device": str(device_of(student))}
@@ -359,7 +364,7 @@ def read_trial(trial_dir: Path) -> dict | None:
 
 
 def trial_stage(cfg: ExperimentConfig, output: str, data: Callable[[], TrialData],
-                report: Report | None = None) -> Stage[dict]:
+                report: Report | None = None, keep_tensorboard: bool = False) -> Stage[dict]:
     """One student as a stage: resumable from its last sub-stage checkpoint, which is pushed to
     storage after every sub-stage (so a retry on another node continues), then published whole.
     `data` builds the trial's inputs, only when there is something to train."""
@@ -372,6 +377,6 @@ def trial_stage(cfg: ExperimentConfig, output: str, data: Callable[[], TrialData
         # The trial's CPU share as torch threads, in a Tune trial and in `xdray train` alike: the
         # same seed then gives the same weights whichever process trains it.
         with torch_threads(max(1, int(cfg.search.cpus_per_trial))):
-            train_student(cfg, work.staging, data(), save_and_report)
+            train_student(cfg, work.staging, data(), save_and_report, keep_tensorboard=keep_tensorboard)
 
     return Stage(name=f"trial {Path(output).name}", output=output, load=read_trial, build=build, resumable=True)

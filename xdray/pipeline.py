@@ -119,8 +119,8 @@ def report(cfg: ExperimentConfig, run_dir: Path, data: LabelledData, teacher_dir
     from transformers import AutoTokenizer
 
     from xdray.data.encode import encode_dataset
-    from xdray.frontier.latency import study_latency
     from xdray.frontier.board import BOARD_DIR
+    from xdray.frontier.latency import study_latency
     from xdray.frontier.report import load_study, write_report
 
     keys = [t.key for t in read_index(run_dir, study)[0] if t.status == "done"]

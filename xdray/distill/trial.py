@@ -268,6 +268,12 @@ def write_substage(writer, record: dict, number: int) -> None:
         writer.add_scalar(f"dev/{key.removeprefix('dev_')}", record[key], number)
 
 
+def write_history(writer, history: list[dict]) -> None:
+    """Every finished sub-stage of a trial's history, numbered as in the plan."""
+    for number, record in enumerate(history, start=1):
+        write_substage(writer, record, number)
+
+
 def _save_checkpoint(directory: Path, student: BiLSTMStudent, state: dict) -> None:
     from safetensors.torch import save_file
 
@@ -338,8 +344,7 @@ def train_student(cfg: ExperimentConfig, trial_dir: Path, td: TrialData, report:
         shutil.rmtree(trial_dir / "tensorboard", ignore_errors=True)
         if keep_tensorboard:
             with SummaryWriter(str(trial_dir / "tensorboard")) as clean:
-                for number, record in enumerate(state["history"], start=1):
-                    write_substage(clean, record, number)
+                write_history(clean, state["history"])
     final = {"dev": evaluate_student(student, td, "dev"), "params": count_parameters(student),
              "history": state["history"], "wall_time_s": round(time.time() - started, 1),
              "device": str(device_of(student))}

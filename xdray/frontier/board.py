@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from xdray.core.rundir import trial_dir
-from xdray.distill.trial import METRICS_FILE, write_substage
+from xdray.distill.trial import METRICS_FILE, write_history
 
 BOARD_DIR, TEACHER_RUN, FRONTIER_RUN = "tensorboard", "teacher", "frontier"
 FRONTIER_METRICS = ("params", "size_mb", "compression", "compression_ref", "retention", "pareto", "recommended",
@@ -117,17 +117,16 @@ def session_summaries(name: str, hparams: dict):
 def write_teacher(directory: Path, teacher: dict) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
+    # A teacher from before histories were kept: its selected model only, at step 1.
+    points = teacher.get("history") or [{"epoch": 1, "dev_f1_mean": teacher["dev"]["f1_mean"],
+                                         "per_language": teacher["dev"]["per_language"]}]
     with SummaryWriter(str(directory / TEACHER_RUN)) as writer:
-        history = teacher.get("history") or []
-        for point in history:
-            writer.add_scalar("teacher/train_loss", point["train_loss"], point["epoch"])
+        for point in points:
+            if "train_loss" in point:
+                writer.add_scalar("teacher/train_loss", point["train_loss"], point["epoch"])
             writer.add_scalar("teacher/dev_f1_mean", point["dev_f1_mean"], point["epoch"])
-            for lang, f1 in point.get("per_language", {}).items():
+            for lang, f1 in point["per_language"].items():
                 writer.add_scalar(f"teacher/dev_f1_{lang}", f1, point["epoch"])
-        if not history:  # a teacher from before histories were kept: its selected model only
-            writer.add_scalar("teacher/dev_f1_mean", teacher["dev"]["f1_mean"], 1)
-            for lang, f1 in teacher["dev"]["per_language"].items():
-                writer.add_scalar(f"teacher/dev_f1_{lang}", f1, 1)
 
 
 def write_board(rows: list[dict], run_dir: Path, teacher: dict, space_keys: list[str], batch_sizes: list[int],
@@ -143,8 +142,7 @@ def write_board(rows: list[dict], run_dir: Path, teacher: dict, space_keys: list
         with SummaryWriter(str(directory / row["trial_id"])) as writer:
             metrics = _row_metrics(row)
             if row["trial_id"] == key:  # the trained student: its curves carry its dev F1
-                for number, record in enumerate(histories[key], start=1):
-                    write_substage(writer, record, number)
+                write_history(writer, histories[key])
                 metrics = {k: v for k, v in metrics.items() if not k.startswith("dev/")}
             for tag, value in metrics.items():
                 writer.add_scalar(tag, value, max(1, len(histories.get(key, ()))))

@@ -1,11 +1,12 @@
 """The command line as a user runs it: real subprocesses, exit codes, messages."""
 
-import json
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from conftest import tiny_raw, xdray
+from conftest import REPO, tiny_raw, xdray
 
 
 def test_config_prints_the_resolved_config():
@@ -28,6 +29,17 @@ def test_bad_input_exits_2_with_one_clear_line(args, fragment):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["teacher", "transfer", "train", "tune", "run"])
+def test_a_config_error_comes_before_the_heavy_imports(command):
+    """A typo in the config fails in a second: torch, transformers and datasets are not loaded yet."""
+    code = ("import sys; from xdray.cli import main; rc = main([%r, 'experiments/quickstart.yaml', '--set', "
+            "'student.hiden_size=3']); print(rc, sorted({'torch', 'transformers', 'datasets', 'ray'} & set(sys.modules)))"
+            % command)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout.split("\n")[0] == "2 []", result.stdout + result.stderr[-2000:]
+    assert "student.hiden_size: unknown key" in result.stderr
+
+
 def test_missing_experiment_file(tmp_path):
     result = xdray("run", tmp_path / "missing.yaml")
     assert result.returncode == 2 and "file not found" in result.stderr
@@ -44,32 +56,3 @@ def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment)
     assert "train-en.tsv:4: unknown tag 'B_PER'" in result.stderr
     assert not (tmp_path / "run" / "teacher").exists()
 
-
-@pytest.mark.slow
-def test_quickstart_runs_end_to_end(tmp_path, ray_local):
-    """The README's main command: every stage of experiments/quickstart.yaml, then predict."""
-    import csv
-
-    address = ray_local.get_runtime_context().gcs_address
-    run = tmp_path / "quickstart"
-    result = xdray("run", "experiments/quickstart.yaml", "--out", run, env={"RAY_ADDRESS": address})
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "4 trials, 4 done" in result.stdout
-    report = run / "report"
-    with (report / "frontier.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert {(r["embedding_dim"], r["hidden_size"]) for r in rows} == {("32", "32"), ("32", "64"), ("64", "32"),
-                                                                     ("64", "64")}
-    assert len(rows) == 16 and all(float(r["compression"]) > 1 for r in rows)
-    for name in ("frontier.md", "f1_vs_compression.png", "f1_vs_speedup.png"):
-        assert (report / name).stat().st_size > 0
-    assert {p.name for p in (report / "tensorboard").iterdir()} == {r["trial_id"] for r in rows} | {"teacher",
-                                                                                                "frontier"}
-    chosen = json.loads((report / "recommended.json").read_text())["trial_id"]
-    assert chosen, "the quickstart's students keep 95% of its teacher"
-    exported = run / "export" / chosen
-    tagged = xdray("predict", "--model", exported, input_text="Anna Schmidt lebt in Berlin.\n")
-    assert tagged.returncode == 0, tagged.stderr
-    record = json.loads(tagged.stdout)
-    assert record["text"] == "Anna Schmidt lebt in Berlin."
-    assert all(record["text"][e["start"]:e["end"]] == e["text"] for e in record["entities"])

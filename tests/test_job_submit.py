@@ -1,8 +1,10 @@
-"""`ray job submit` as a cluster user runs it: a Ray head of its own on 127.0.0.1 (free ports, a
-short temp dir, token authentication on, as Ray 2.60 sets it), the repository uploaded with
---working-dir, `xdray run` as the entrypoint, outputs checked in storage. Only the processes this
-test started are stopped (`ray stop` would end every Ray process of the user)."""
+"""`ray job submit` as a cluster user runs it, on the README's main command: a Ray head of its own
+on 127.0.0.1 (free ports, a short temp dir, token authentication on, as Ray 2.60 sets it), the
+repository uploaded with --working-dir, `xdray run experiments/quickstart.yaml` as the entrypoint,
+outputs checked in storage. Only the processes this test started are stopped (`ray stop` would end
+every Ray process of the user)."""
 
+import csv
 import json
 import os
 import shutil
@@ -17,9 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, tiny_raw
+from conftest import REPO, xdray
 
 RAY = str(Path(sys.executable).with_name("ray"))
 EXCLUDES = ["runs/", ".git/", ".venv/", ".venv-ci/", "tests/", "*.egg-info/", "__pycache__/"]
@@ -104,25 +105,36 @@ def ray_head():
 
 
 @pytest.mark.slow
-def test_ray_job_submit_runs_the_pipeline(ray_head, tmp_path):
+def test_ray_job_submit_runs_the_quickstart(ray_head, tmp_path):
+    """The README's main command, `xdray run experiments/quickstart.yaml`, as a cluster job: every
+    stage, a recommended student, and its export tags raw text."""
     url, env = ray_head
-    raw = tiny_raw(teacher__finetune={"epochs": 0})
-    raw.update(student={"embedding_dim": 16, "hidden_size": 16},
-               distill={"stages": [{"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1},
-                                   {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 1}]})
-    experiment = tmp_path / "job.yaml"
-    experiment.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "storage" / "tiny"
+    out = tmp_path / "storage" / "quickstart"
     submit = subprocess.run(
         [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO),
          "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--",
-         "xdray", "run", str(experiment), "--out", str(out)],
+         "xdray", "run", "experiments/quickstart.yaml", "--out", str(out)],
         capture_output=True, text=True, timeout=900, env={**env, "RAY_AUTH_MODE": "token"})
     assert submit.returncode == 0, (submit.stdout + submit.stderr)[-4000:]
-    assert "succeeded" in submit.stdout
+    assert "succeeded" in submit.stdout and "4 trials, 4 done" in submit.stdout
     assert (out / "teacher" / "metrics.json").exists()
     assert list((out / "transfer").glob("*/manifest.json"))
-    assert (out / "report" / "frontier.csv").exists()
     index = json.loads((out / "trials" / "index.json").read_text())
-    assert [t["status"] for t in index["trials"]] == ["done"]
-    assert (out / "trials" / index["trials"][0]["key"] / "student" / "model.safetensors").exists()
+    assert [t["status"] for t in index["trials"]] == ["done"] * 4
+    report = out / "report"
+    with (report / "frontier.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["embedding_dim"], r["hidden_size"]) for r in rows} == {("32", "32"), ("32", "64"), ("64", "32"),
+                                                                     ("64", "64")}
+    assert len(rows) == 16 and all(float(r["compression"]) > 1 for r in rows)
+    for name in ("frontier.md", "f1_vs_compression.png", "f1_vs_speedup.png"):
+        assert (report / name).stat().st_size > 0
+    assert {p.name for p in (report / "tensorboard").iterdir()} == {r["trial_id"] for r in rows} | {"teacher",
+                                                                                                "frontier"}
+    chosen = json.loads((report / "recommended.json").read_text())["trial_id"]
+    assert chosen, "the quickstart's students keep 95% of its teacher"
+    tagged = xdray("predict", "--model", out / "export" / chosen, input_text="Anna Schmidt lebt in Berlin.\n")
+    assert tagged.returncode == 0, tagged.stderr
+    record = json.loads(tagged.stdout)
+    assert record["text"] == "Anna Schmidt lebt in Berlin."
+    assert all(record["text"][e["start"]:e["end"]] == e["text"] for e in record["entities"])

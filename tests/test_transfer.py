@@ -121,7 +121,7 @@ build_transfer_set(cfg, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], load_
 @pytest.mark.slow
 def test_driver_killed_mid_build_then_rerun(built, tmp_path, write_experiment, ray_local):
     cfg, data, teacher, out = built
-    big_raw = tiny_raw(data__labelled__train_per_language=300, teacher__finetune={"epochs": 0},
+    big_raw = tiny_raw(data__labelled__train_per_language=200, teacher__finetune={"epochs": 0},
                        transfer={"layer": -1, "batch_size": 16, "micro_batch": 1})
     path = write_experiment(big_raw, "big.yaml")
     big_cfg, big_data = load_experiment(path), None
@@ -140,8 +140,8 @@ def test_driver_killed_mid_build_then_rerun(built, tmp_path, write_experiment, r
     assert not (partial / MANIFEST).exists() and done_before >= 1
     big_data = load_labelled(big_cfg)
     resumed = build_transfer_set(big_cfg, run, teacher.path, teacher.fingerprint, big_data)
-    assert sorted(all_uids(resumed.path).tolist()) == list(range(3 * 300))
-    assert resumed.manifest["rows"] == 3 * 300
+    assert sorted(all_uids(resumed.path).tolist()) == list(range(3 * 200))
+    assert resumed.manifest["rows"] == 3 * 200
 
 
 @pytest.fixture

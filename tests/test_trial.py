@@ -93,6 +93,19 @@ def test_resume_mid_plan_gives_the_same_result(tiny_built, td, tmp_path):
         assert torch.equal(p, q), name
 
 
+def test_the_seed_alone_changes_the_student(tiny_built, td, tmp_path):
+    """Same teacher, same transfer set: seed 0 twice gives equal weights, seed 1 other ones."""
+    stages = [{"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1}]
+    weights = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        cfg = fast(tiny_built[0], stages=stages)
+        cfg = config_from_dict({**config_to_dict(cfg), "seed": seed})
+        run_trial(cfg, tmp_path / name, td, tensorboard=False)
+        weights[name] = load_student(tmp_path / name / "student")[0].state_dict()
+    assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
+    assert not all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
+
+
 def test_labels_only_plan_needs_no_transfer_set(tiny_built, tmp_path):
     cfg, data, teacher, _ = tiny_built
     cfg = fast(cfg, stages=[{"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 2}], init="random")

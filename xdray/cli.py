@@ -133,9 +133,12 @@ def _load(args: argparse.Namespace) -> "ExperimentConfig":
 
 
 def _context(args: argparse.Namespace, unlabelled: bool = True):
+    """The config is read before the pipeline's imports (torch, transformers, datasets: about 6 s),
+    so a typo in it fails in a second."""
+    cfg = _load(args)
     from xdray import pipeline
 
-    return pipeline.context(_load(args), args.out, unlabelled)
+    return pipeline.context(cfg, args.out, unlabelled)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -146,24 +149,26 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
+    ctx = _context(args, unlabelled=False)
     from xdray import pipeline
 
-    pipeline.teacher(_context(args, unlabelled=False))
+    pipeline.teacher(ctx)
     return 0
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    ctx = _context(args)
     from xdray import pipeline
 
-    ctx = _context(args)
     pipeline.transfer(ctx, pipeline.teacher(ctx))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    ctx = _context(args)
     from xdray import pipeline
 
-    final, teacher = pipeline.train_one(_context(args))
+    final, teacher = pipeline.train_one(ctx)
     dev, teacher_f1 = final["dev"], teacher.metrics["dev"]["f1_mean"]
     print(f"student {final['path']}: dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}; retention "
           f"{dev['f1_mean'] / max(teacher_f1, 1e-9):.3f} of the teacher's {teacher_f1:.4f}); "
@@ -173,9 +178,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    ctx = _context(args)
     from xdray import pipeline
 
-    return pipeline.tune(_context(args), args.space, args.resume)
+    return pipeline.tune(ctx, args.space, args.resume)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -256,11 +262,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Every stage: teacher, transfer set, Tune study, latency, report, export of the recommended
     student. Each skips itself when its output is current, so a rerun resumes."""
+    ctx = _context(args)
     from xdray import pipeline
     from xdray.core.rundir import MAIN_REPORT
     from xdray.frontier.report import RECOMMENDED_FILE
 
-    ctx = _context(args)
     code = pipeline.tune(ctx, None, resume=False)
     if json.loads((ctx.run_dir / MAIN_REPORT / RECOMMENDED_FILE).read_text())["trial_id"]:
         pipeline.export(ctx.run_dir, None)

@@ -51,9 +51,13 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.basicConfig(format=LOG_FORMAT, datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("xdray").setLevel(level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
+    # transformers reads this when first imported; importing it here would cost a second on every
+    # command, a config error included.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+        hf_logging.set_verbosity_error()
 
 
 def progress_enabled(setting: str = "auto") -> bool:

@@ -72,6 +72,7 @@ def xdray_epoch(student, td, cfg, batch_size: int) -> tuple[float, int]:
 def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, batch_size: int, panx: Path) -> dict:
     import torch
 
+    from xdray.core.runtime import torch_threads
     from xdray.distill.student import BiLSTMStudent, StudentSpec
     from xdray.distill.trial import prepare
 
@@ -83,15 +84,15 @@ def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, b
         _, manifest, path = xdray_transfer(teacher_dir, sentences, langs, tmp / "run", -1, max_length, cores)
         cfg = config_from_dict({"name": "bench", "distill": {"heldout_fraction": 0.01}})
         td = prepare(cfg, teacher_dir, path, None, labels=WIKIANN_LABELS)
-        torch.set_num_threads(cores)
 
         def student():
             torch.manual_seed(0)
             return BiLSTMStudent(StudentSpec(len(td.vocab), embedding_dim, hidden_size, td.teacher_hidden,
                                              len(WIKIANN_LABELS)))
 
-        naive_s, naive_tokens = naive_epoch(student(), td, max_length, batch_size, 0)
-        xdray_s, xdray_tokens = xdray_epoch(student(), td, cfg, batch_size)
+        with torch_threads(cores):
+            naive_s, naive_tokens = naive_epoch(student(), td, max_length, batch_size, 0)
+            xdray_s, xdray_tokens = xdray_epoch(student(), td, cfg, batch_size)
     return {
         "n": len(sentences), "source": source, "cores": cores, "max_length": max_length,
         "student": f"E{embedding_dim}-H{hidden_size}", "batch_size": batch_size,

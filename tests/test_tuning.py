@@ -197,6 +197,8 @@ def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_buil
         assert after[key] == stamp, "a finished trial was trained again"
     # --space names the study after the file: its report goes beside, not over, the main one
     assert (run / "studies" / "space" / "report" / "frontier.csv").exists() and not (run / "report").exists()
+    # and its Tune records, resumed above, beside it: another study's run would neither wipe nor resume them
+    assert list((run / "studies" / "space" / "tune").glob("experiment_state-*.json")) and not (run / "tune").exists()
 
 
 # ----------------------------------------------------------------------------- latency and report

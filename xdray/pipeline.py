@@ -14,7 +14,7 @@ from xdray.core import store
 from xdray.core.errors import XdrayError
 from xdray.core.rundir import (CONFIG_FILE, MAIN_INDEX, MAIN_LATENCY, MAIN_REPORT, STUDIES_DIR, TEACHER_DIR,
                                TRAIN_DIR, TUNE_DIR, prepare_run_directory, run_directory, save_run_config,
-                               trial_dir)
+                               study_path, trial_dir)
 from xdray.core.runtime import progress_enabled, seed_everything
 from xdray.core.stage import run_stage
 from xdray.core.loader import config_to_dict
@@ -102,13 +102,14 @@ def tune(ctx: Context, space_file: str | None, resume: bool) -> int:
     results = run_tune_study(ctx.cfg, space, ctx.run_dir, t.path, transfers, resume=resume,
                              progress=progress_enabled(ctx.cfg.runtime.progress), study=study)
     failed = [r for r in results if r.status == "error"]
-    print(f"tune {ctx.run_dir / TUNE_DIR}: {len(results)} trials, "
+    tune_dir = ctx.run_dir / study_path(study, TUNE_DIR)
+    print(f"tune {tune_dir}: {len(results)} trials, "
           + ", ".join(f"{n} {status}" for status in ("done", "stopped", "error")
                       if (n := sum(r.status == status for r in results))))
     for r in failed:
         print(f"  trial {r.key} failed: {(r.error or '').splitlines()[0] if r.error else ''}", file=sys.stderr)
     if len(failed) == len(results):
-        raise XdrayError(f"every trial failed; see {ctx.run_dir / TUNE_DIR} for the logs")
+        raise XdrayError(f"every trial failed; see {tune_dir} for the logs")
     report(ctx.cfg, ctx.run_dir, ctx.data, t.path, study)
     return 1 if failed else 0
 

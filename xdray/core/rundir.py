@@ -6,11 +6,11 @@ RUN/ (runs/<experiment> locally, or a local copy of `runtime.storage_path`/<expe
   transfer/<fingerprint>/     transfer sets (Parquet shards + manifest.json)
   trials/<key>/               one student each (checkpoint/, student/, metrics.json; tensorboard/ while training)
   trials/index.json           the experiment's own study: its trials and searched keys
-  tune/                       Ray Tune's records
+  tune/                       Ray Tune's records of the experiment's own study
   eval/latency.json           the study's latencies
   report/                     frontier.csv / .md, plots, recommended.json, tensorboard/
   export/<key>/               exported students
-  studies/<name>/             index.json, latency.json and report/ of a study over another space file
+  studies/<name>/             index.json, latency.json, report/ and tune/ of a study over another space file
   train/<key>/                students trained alone by `xdray train`
 """
 

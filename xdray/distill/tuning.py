@@ -164,13 +164,23 @@ def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
     return tune.with_resources(tune.with_parameters(tune_trainable, inputs=inputs), resources)
 
 
-def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int):
+def _tune_location(inputs: StudyInputs, study: str | None) -> tuple[str, str]:
+    """(storage path, name) of a study's Tune experiment: RUN/tune for the experiment's own study,
+    RUN/studies/<name>/tune for another, so two studies of one run directory, run at once or one
+    after the other, neither wipe nor resume each other's."""
+    relative = Path(study_path(study, TUNE_DIR))
+    root = inputs.remote or inputs.run_dir
+    return (root if relative.parent == Path(".") else f"{root}/{relative.parent}"), relative.name
+
+
+def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int, study: str | None):
     from ray import tune
 
     from xdray.distill.schedule import expand
 
+    storage, name = _tune_location(inputs, study)
     run_config = tune.RunConfig(
-        name=TUNE_DIR, storage_path=inputs.remote or inputs.run_dir, verbose=verbose,
+        name=name, storage_path=storage, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
     tune_config = tune.TuneConfig(
         max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
@@ -189,7 +199,7 @@ class TrialResult:
 
 
 def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
-                 transfers: dict[str, Path], resume: bool, progress: bool):
+                 transfers: dict[str, Path], resume: bool, progress: bool, study: str | None):
     """A new Tuner over the space, or (resume) the interrupted one restored."""
     from ray import tune
 
@@ -201,7 +211,7 @@ def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teach
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     inputs = StudyInputs(config_to_dict(cfg), str(run_dir), str(teacher_dir),
                          {k: str(v) for k, v in transfers.items()}, store.remote_of(run_dir))
-    experiment = f"{inputs.remote}/{TUNE_DIR}" if inputs.remote else str(run_dir / TUNE_DIR)
+    experiment = "/".join(_tune_location(inputs, study))
     if resume:
         if not tune.Tuner.can_restore(experiment):
             raise XdrayError(f"{experiment}: no Tune experiment to resume; run without --resume to start one")
@@ -209,7 +219,7 @@ def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teach
     else:
         if not inputs.remote:  # Tune's records only: finished trials live in trials/
             shutil.rmtree(experiment, ignore_errors=True)
-        tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0)
+        tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0, study=study)
     return tuner
 
 
@@ -223,7 +233,7 @@ def run_tune_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, tea
 
     def build(work: Work) -> None:
         results = [_result(base, r) for r in _study_tuner(cfg, space, run_dir, teacher_dir, transfers, resume,
-                                                          progress).fit()]
+                                                          progress, study).fit()]
         atomic_write_json(work.staging, {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
 
     stage = Stage(name="tune", output=study_path(study, MAIN_INDEX), load=_read_index_file, build=build,

@@ -48,13 +48,15 @@ def fingerprints(out: Path) -> dict:
         "teacher": json.loads((out / "teacher" / "fingerprint.json").read_text())["fingerprint"],
         "teacher_metrics": without_times(json.loads((out / "teacher" / "metrics.json").read_text())),
     }
-    for transfer in (out / "transfer").glob("*/"):
+    if (out / "transfer").exists():  # `xdray teacher` stops before it
+        (transfer,) = (out / "transfer").iterdir()
         manifest = json.loads((transfer / "manifest.json").read_text())
         recomputed = sum(rows_digest(pq.read_table(transfer / f["file"])) for f in manifest["files"]) % 2**64
         found.update(rows_digest=manifest["rows_digest"], rows_digest_recomputed=f"{recomputed:016x}")
-    for student in (out / "train").glob("*/student"):
-        found["student_weights"] = (student / "model.safetensors").read_bytes()
-        found["student_metrics"] = without_times(json.loads((student.parent / "metrics.json").read_text()))
+    if (out / "train").exists():
+        (student,) = (out / "train").iterdir()
+        found["student_weights"] = (student / "student" / "model.safetensors").read_bytes()
+        found["student_metrics"] = without_times(json.loads((student / "metrics.json").read_text()))
     return found
 
 

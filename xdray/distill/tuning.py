@@ -164,21 +164,12 @@ def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
     return tune.with_resources(tune.with_parameters(tune_trainable, inputs=inputs), resources)
 
 
-def _tune_location(inputs: StudyInputs, study: str | None) -> tuple[str, str]:
-    """(storage path, name) of a study's Tune experiment: RUN/tune for the experiment's own study,
-    RUN/studies/<name>/tune for another, so two studies of one run directory, run at once or one
-    after the other, neither wipe nor resume each other's."""
-    relative = Path(study_path(study, TUNE_DIR))
-    root = inputs.remote or inputs.run_dir
-    return (root if relative.parent == Path(".") else f"{root}/{relative.parent}"), relative.name
-
-
-def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int, study: str | None):
+def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int, experiment: str):
     from ray import tune
 
     from xdray.distill.schedule import expand
 
-    storage, name = _tune_location(inputs, study)
+    storage, name = experiment.rsplit("/", 1)
     run_config = tune.RunConfig(
         name=name, storage_path=storage, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
@@ -211,7 +202,9 @@ def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teach
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     inputs = StudyInputs(config_to_dict(cfg), str(run_dir), str(teacher_dir),
                          {k: str(v) for k, v in transfers.items()}, store.remote_of(run_dir))
-    experiment = "/".join(_tune_location(inputs, study))
+    # RUN/tune for the experiment's own study, RUN/studies/<name>/tune for another: two studies of
+    # one run directory, run at once or one after the other, neither wipe nor resume each other's.
+    experiment = f"{inputs.remote or inputs.run_dir}/{study_path(study, TUNE_DIR)}"
     if resume:
         if not tune.Tuner.can_restore(experiment):
             raise XdrayError(f"{experiment}: no Tune experiment to resume; run without --resume to start one")
@@ -219,7 +212,7 @@ def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teach
     else:
         if not inputs.remote:  # Tune's records only: finished trials live in trials/
             shutil.rmtree(experiment, ignore_errors=True)
-        tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0, study=study)
+        tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0, experiment=experiment)
     return tuner
 
 

@@ -22,7 +22,7 @@ from xdray.core import store
 from xdray.core.batching import pad_batch
 from xdray.core.files import atomic_write_json
 from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
-from xdray.core.runtime import configure_logging, init_ray, torch_threads
+from xdray.core.runtime import LOG_SECONDS, configure_logging, init_ray, torch_threads
 from xdray.core.stage import Stage, Work, run_stage
 from xdray.data.encode import Encoded
 from xdray.data.windows import WordView, evaluate_words
@@ -58,15 +58,19 @@ def time_calls(call: Callable[[], object], runs: int = 20, warmup: int = 3, devi
 
 
 def compare(models: dict[str, Callable[[object], object]], batches: Sequence[object], runs: int = 20,
-            threads: int | None = None, device: str = "cpu") -> dict[str, Timing]:
+            threads: int | None = None, device: str = "cpu",
+            progress: Callable[[int, int, str], None] | None = None) -> dict[str, Timing]:
     """Time every model on the same batches, interleaved model by model per batch so drift in
     the machine's speed hits all of them alike. Returns the per-model median of the per-batch
-    medians."""
+    medians. `progress(done, total, name)` is called after each model's timing on a batch."""
     per_model: dict[str, list[Timing]] = {name: [] for name in models}
+    total = len(batches) * len(models)
     with torch_threads(threads):
         for batch in batches:
             for name, model in models.items():
                 per_model[name].append(time_calls(lambda: model(batch), runs=runs, device=device))
+                if progress is not None:
+                    progress(sum(map(len, per_model.values())), total, name)
     return {name: Timing(statistics.median(t.median_ms for t in ts)) for name, ts in per_model.items()}
 
 
@@ -173,6 +177,19 @@ def _artifact_scores(request: LatencyRequest, artifacts: dict) -> dict:
     return scores
 
 
+def _progress_lines(what: str) -> Callable[[int, int, str], None]:
+    """A log line at most every LOG_SECONDS: mBERT-base alone takes minutes at batch 32 on CPU."""
+    last = time.monotonic()
+
+    def line(done: int, total: int, name: str) -> None:
+        nonlocal last
+        if time.monotonic() - last >= LOG_SECONDS:
+            log.info("latency: %s, %d of %d timings (last: %s)", what, done, total, name)
+            last = time.monotonic()
+
+    return line
+
+
 def measure(request: LatencyRequest) -> dict:
     """Time every model of the request in this process on the same batches (runs in a Ray task
     holding one trial's resources). Returns {"device", "threads", "params", "latency_ms":
@@ -188,7 +205,8 @@ def measure(request: LatencyRequest) -> dict:
         for size, batches in request.batches.items():
             log.info("latency: %d models at batch %d, %d runs each", len(models), size, request.runs)
             moved = [tuple(t.to(device) for t in batch) for batch in batches]
-            timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device)
+            timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device,
+                              progress=_progress_lines(f"batch {size}"))
             for name, timing in timings.items():
                 latency[name][str(size)] = round(timing.median_ms, 4)
         artifacts = _artifact_scores(request, artifacts)

@@ -191,6 +191,7 @@ def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_buil
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output[-4000:]
     assert "2 trials, 2 done" in output
+    assert "Failed to fetch metrics" not in output, "Tune's closing analysis found no result.json"
     after = {p.parent.name: p.stat().st_mtime_ns for p in (run / "trials").glob("*/metrics.json")}
     assert len(after) == 2
     for key, stamp in finished.items():

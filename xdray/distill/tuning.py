@@ -169,9 +169,13 @@ def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbo
 
     from xdray.distill.schedule import expand
 
+    from ray.tune.logger import JsonLoggerCallback
+
     storage, name = experiment.rsplit("/", 1)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=verbose,
+        # result.json only (the auto loggers are off, see _study_tuner): without it Tune's closing
+        # analysis warns "Failed to fetch metrics" for every trial of every study
+        name=name, storage_path=storage, verbose=verbose, callbacks=[JsonLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
     tune_config = tune.TuneConfig(
         max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,

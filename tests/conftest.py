@@ -12,6 +12,10 @@ import yaml
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Ray Train's controller polls its workers every 2 s, and a report or the end of a run waits for
+# the next poll: a tiny fine-tune spends 10-15 s of its 30 waiting. Every cluster the tests start
+# (and the processes in it) inherits this; real runs, hours long, keep Ray's default.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 REPO = Path(__file__).resolve().parents[1]
 PANX = REPO.parent / "shared" / "data" / "panx"

@@ -65,7 +65,7 @@ def stop(head: subprocess.Popen, temp: str) -> None:
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def wait_until_up(head: subprocess.Popen, url: str, seconds: float = 120) -> None:
+def wait_until_up(head: subprocess.Popen, url: str, seconds: float = 300) -> None:
     deadline = time.time() + seconds
     while True:
         assert head.poll() is None, head.stdout.read()[-3000:]

@@ -166,10 +166,9 @@ def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
 
 def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int, experiment: str):
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from xdray.distill.schedule import expand
-
-    from ray.tune.logger import JsonLoggerCallback
 
     storage, name = experiment.rsplit("/", 1)
     run_config = tune.RunConfig(

@@ -64,13 +64,14 @@ def compare(models: dict[str, Callable[[object], object]], batches: Sequence[obj
     the machine's speed hits all of them alike. Returns the per-model median of the per-batch
     medians. `progress(done, total, name)` is called after each model's timing on a batch."""
     per_model: dict[str, list[Timing]] = {name: [] for name in models}
-    total = len(batches) * len(models)
+    done, total = 0, len(batches) * len(models)
     with torch_threads(threads):
         for batch in batches:
             for name, model in models.items():
                 per_model[name].append(time_calls(lambda: model(batch), runs=runs, device=device))
+                done += 1
                 if progress is not None:
-                    progress(sum(map(len, per_model.values())), total, name)
+                    progress(done, total, name)
     return {name: Timing(statistics.median(t.median_ms for t in ts)) for name, ts in per_model.items()}
 
 

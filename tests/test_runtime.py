@@ -48,3 +48,13 @@ def test_the_drivers_own_environment_is_left_alone(ray_local):
     import os
 
     assert "RAY_API_SERVER_ADDRESS" not in os.environ
+
+
+def test_log_throttle_lets_a_line_through_once_its_interval_has_passed():
+    from xdray.core.runtime import LogThrottle
+
+    hourly = LogThrottle(3600)
+    assert not hourly.due() and not hourly.due()  # counted from its start, not from the first call
+    hourly.last -= 3600
+    assert hourly.due() and not hourly.due()  # the interval starts again after each line
+    assert all(LogThrottle(0).due() for _ in range(3))

@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Literal
@@ -42,6 +43,22 @@ class RuntimeConfig:
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_SECONDS = 60  # without a terminal, long work logs a progress line at least this often (nohup logs)
+
+
+class LogThrottle:
+    """Progress lines for nohup logs: `due()` is true at most once every `seconds` (LOG_SECONDS by
+    default, read when the throttle is made), counted from the throttle's start."""
+
+    def __init__(self, seconds: float | None = None):
+        self.seconds = LOG_SECONDS if seconds is None else seconds
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
 def configure_logging(level: int = logging.INFO) -> None:

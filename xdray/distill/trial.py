@@ -27,7 +27,7 @@ from xdray.core.faults import crash_point
 from xdray.core.files import publish
 from xdray.core.stage import PARTIAL, Stage, Work
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX, count_parameters
-from xdray.core.runtime import LOG_SECONDS, torch_threads
+from xdray.core.runtime import LogThrottle, torch_threads
 from xdray.data.encode import Encoded
 from xdray.data.sources import LabelledData
 from xdray.data.windows import evaluate_words
@@ -206,11 +206,10 @@ def train_epoch(student: BiLSTMStudent, optimizer: torch.optim.Optimizer, stream
     student.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total, weight, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
-    last_line = time.time()
+    throttle = LogThrottle()
     for step, batch in enumerate(stream, 1):
-        if time.time() - last_line >= LOG_SECONDS:
+        if throttle.due():
             log.info("%s: step %d, loss %.4f", name, step, total / max(weight, 1))
-            last_line = time.time()
         lr = optimizer.param_groups[0]["lr"]
         loss = loss_fn(batch)
         optimizer.zero_grad(set_to_none=True)

@@ -22,7 +22,7 @@ from xdray.core import store
 from xdray.core.batching import pad_batch
 from xdray.core.files import atomic_write_json
 from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
-from xdray.core.runtime import LOG_SECONDS, configure_logging, init_ray, torch_threads
+from xdray.core.runtime import LogThrottle, configure_logging, init_ray, torch_threads
 from xdray.core.stage import Stage, Work, run_stage
 from xdray.data.encode import Encoded
 from xdray.data.windows import WordView, evaluate_words
@@ -180,13 +180,11 @@ def _artifact_scores(request: LatencyRequest, artifacts: dict) -> dict:
 
 def _progress_lines(what: str) -> Callable[[int, int, str], None]:
     """A log line at most every LOG_SECONDS: mBERT-base alone takes minutes at batch 32 on CPU."""
-    last = time.monotonic()
+    throttle = LogThrottle()
 
     def line(done: int, total: int, name: str) -> None:
-        nonlocal last
-        if time.monotonic() - last >= LOG_SECONDS:
+        if throttle.due():
             log.info("latency: %s, %d of %d timings (last: %s)", what, done, total, name)
-            last = time.monotonic()
 
     return line
 

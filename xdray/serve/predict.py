@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
@@ -19,7 +18,7 @@ from typing import Iterable, Iterator, TextIO
 import numpy as np
 
 from xdray.core.errors import XdrayError
-from xdray.core.runtime import LOG_SECONDS, progress_enabled
+from xdray.core.runtime import LogThrottle, progress_enabled
 from xdray.data.windows import LogitsOf, tag_words, word_view
 from xdray.distill.student import CONFIG_FILE, load_student
 from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent
@@ -106,7 +105,7 @@ def predict_stream(tagger: Tagger, lines: Iterable[str], out: TextIO, pretokeniz
     from tqdm import tqdm
 
     bar = tqdm(unit=" lines", desc="tagging", disable=not progress_enabled(progress))
-    done, last_line = 0, time.time()
+    done, throttle = 0, LogThrottle()
     for chunk in _chunks(lines):
         if pretokenized:
             sentences = list(read_sentences(chunk))
@@ -116,8 +115,7 @@ def predict_stream(tagger: Tagger, lines: Iterable[str], out: TextIO, pretokeniz
             out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in tagger.entities(texts)))
         done += len(chunk)
         bar.update(len(chunk))
-        if bar.disable and time.time() - last_line >= LOG_SECONDS:
+        if bar.disable and throttle.due():
             log.info("predict: %d lines tagged", done)
-            last_line = time.time()
     bar.close()
     return done

@@ -14,7 +14,7 @@ import torch
 
 from xdray.core.batching import bucketed_batches, pad_batch
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX
-from xdray.core.runtime import LOG_SECONDS, init_ray, largest_node_cpus
+from xdray.core.runtime import LogThrottle, init_ray, largest_node_cpus
 from xdray.data.encode import Encoded
 from xdray.teacher.load import evaluate_teacher
 
@@ -56,7 +56,7 @@ def _train_loop(config: dict) -> None:
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * total_steps), total_steps)
     pad_id = tokenizer.pad_token_id
     best_f1, best_state, best_dev, step, epoch, history = -1.0, None, None, 0, 0, []
-    started = last_line = time.time()
+    started, throttle = time.time(), LogThrottle()
     bar = None
     if config["progress"] and rank == 0:  # a bar the driver draws; plain log lines otherwise
         from ray.experimental.tqdm_ray import tqdm
@@ -80,10 +80,9 @@ def _train_loop(config: dict) -> None:
             step, running, seen = step + 1, running + loss.item(), seen + 1
             if bar is not None:
                 bar.update(1)
-            elif rank == 0 and (step % config["log_every"] == 0 or time.time() - last_line >= LOG_SECONDS):
+            elif rank == 0 and (throttle.due() or step % config["log_every"] == 0):
                 print(f"[teacher] step {step}/{total_steps} loss {running / seen:.4f} "
                       f"({time.time() - started:.0f}s)", flush=True)
-                last_line = time.time()
         epoch += 1
         metrics = {"epoch": epoch, "step": step, "train_loss": running / max(seen, 1)}
         if rank == 0:

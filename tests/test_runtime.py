@@ -58,3 +58,4 @@ def test_log_throttle_lets_a_line_through_once_its_interval_has_passed():
     hourly.last -= 3600
     assert hourly.due() and not hourly.due()  # the interval starts again after each line
     assert all(LogThrottle(0).due() for _ in range(3))
+    assert hourly.due(force=True) and not hourly.due()  # a forced line restarts the interval too

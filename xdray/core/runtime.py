@@ -53,9 +53,11 @@ class LogThrottle:
         self.seconds = LOG_SECONDS if seconds is None else seconds
         self.last = time.monotonic()
 
-    def due(self) -> bool:
+    def due(self, force: bool = False) -> bool:
+        """Whether to log a line now; `force` logs one anyway (a step count's line), and either way
+        the next interval starts from this line."""
         now = time.monotonic()
-        if now - self.last < self.seconds:
+        if not force and now - self.last < self.seconds:
             return False
         self.last = now
         return True

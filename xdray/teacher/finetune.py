@@ -80,7 +80,7 @@ def _train_loop(config: dict) -> None:
             step, running, seen = step + 1, running + loss.item(), seen + 1
             if bar is not None:
                 bar.update(1)
-            elif rank == 0 and (throttle.due() or step % config["log_every"] == 0):
+            elif rank == 0 and throttle.due(force=step % config["log_every"] == 0):
                 print(f"[teacher] step {step}/{total_steps} loss {running / seen:.4f} "
                       f"({time.time() - started:.0f}s)", flush=True)
         epoch += 1

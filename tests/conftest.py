@@ -96,13 +96,12 @@ def tiny_built(tmp_path_factory, ray_local):
     """(cfg, labelled data, teacher, transfer set): a random-weight teacher (exactness does not
     need a trained one) and its transfer set, built once per test session."""
     from xdray.config import load_experiment
-    from xdray.data.sources import load_labelled
+    from xdray.pipeline import labelled_data
     from xdray.teacher.stage import run_teacher_stage
     from xdray.transfer.stage import build_transfer_set
 
     root = tmp_path_factory.mktemp("built")
     (root / "exp.yaml").write_text(yaml.safe_dump(built_raw()))
-    cfg = load_experiment(root / "exp.yaml")
-    data = load_labelled(cfg)
+    cfg, data = labelled_data(load_experiment(root / "exp.yaml"))  # labels resolved, as a run has them
     teacher = run_teacher_stage(cfg, data, root / "run")
     return cfg, data, teacher, build_transfer_set(cfg, root / "run", teacher.path, teacher.fingerprint, data)

@@ -29,7 +29,15 @@ def test_defaults_fill_missing_sections(write_experiment):
     cfg = load_experiment(write_experiment({"name": "x"}))
     assert cfg.student.embedding_dim == 100 and cfg.data.max_length == 32
     assert [s.loss for s in cfg.distill.stages] == ["rep", "logit", "ce"]
-    assert cfg.data.labels[0] == "O"
+    assert cfg.data.labels == ()  # read from the data
+    assert cfg.teacher.finetune.epochs == 3.0
+
+
+def test_a_finetuned_teacher_is_not_trained_further_by_default(write_experiment):
+    raw = {"name": "x", "teacher": {"init": "finetuned", "model": "./ckpt"}}
+    assert load_experiment(write_experiment(raw)).teacher.finetune.epochs == 0.0
+    raw["teacher"]["finetune"] = {"epochs": 1}
+    assert load_experiment(write_experiment(raw)).teacher.finetune.epochs == 1.0
 
 
 @pytest.mark.parametrize("raw, fragment", [
@@ -42,7 +50,17 @@ def test_defaults_fill_missing_sections(write_experiment):
     ({"name": "x", "student": {"init": "xavier"}}, "student.init: expected 'svd' or 'pca' or 'random'"),
     ({"name": "x", "data": {"labels": ["B-PER", "O"]}}, "data.labels: must start with 'O'"),
     ({"name": "x", "data": {"labels": ["O", "B_PER"]}}, "data.labels: tag 'B_PER' is not IOB2"),
-    ({"name": "x", "data": {"labelled": {"source": "iob"}}}, "data.labelled.path: is required"),
+    ({"name": "x", "data": {"labelled": {"source": "iob"}}}, "data.labelled.path: source 'iob' needs train: and dev:"),
+    ({"name": "x", "data": {"labelled": {"source": "conll", "train": "a", "dev": "b", "languages": ["en", "de"]}}},
+     "data.labelled.languages: must name the one language of the split files"),
+    ({"name": "x", "data": {"labelled": {"source": "synthetic", "train": "a"}}},
+     "data.labelled.train: names a file, which source 'synthetic' does not read"),
+    ({"name": "x", "data": {"labelled": {"source": "conll", "dev": "b", "languages": ["en"]}}},
+     "data.labelled.train: is required when the splits are named one file each"),
+    ({"name": "x", "data": {"labelled": {"source": "conll", "path": "d", "file_pattern": "{split}.txt"}}},
+     "data.labelled.file_pattern: must contain {lang} when there is more than one language"),
+    ({"name": "x", "data": {"labelled": {"source": "conll", "train": "a", "languages": ["en"], "scheme": "bio"}}},
+     "data.labelled.scheme: expected"),
     ({"name": "x", "data": {"unlabelled": [{"source": "text"}]}}, "data.unlabelled[0].path: is required"),
     ({"name": "x", "data": {"unlabelled": [{"sorce": "text"}]}}, "data.unlabelled[0].sorce: unknown key"),
     ({"name": "x", "teacher": {"init": "pretrained"}}, "teacher.model: is required"),

@@ -16,7 +16,7 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
 
 
 def tags(parsed, i):
-    return [L[t] for t in parsed.tags[i]]
+    return parsed.tags[i]
 
 
 def test_reads_tabs_spaces_docstart_and_language_from_name(tmp_path):
@@ -41,21 +41,25 @@ def test_bom_and_crlf_are_accepted(tmp_path):
 
 
 def test_i_after_o_is_accepted_and_counted(tmp_path):
-    path = write(tmp_path, "x-zh.tsv", "a\tO\nb\tI-LOC\nc\tB-PER\nd\tI-ORG\n")
+    """A few (WikiANN has them) are kept as they are; a file where most entities begin with I- is
+    IOB1 read as iob2, and fails (test_readers)."""
+    path = write(tmp_path, "x-zh.tsv", "a\tO\nb\tI-LOC\nc\tB-PER\nd\tI-ORG\ne\tB-LOC\nf\tO\ng\tB-ORG\n")
     parsed = read_iob_file(path, L)
     assert parsed.i_after_o == 2
-    assert tags(parsed, 0) == ["O", "I-LOC", "B-PER", "I-ORG"]
+    assert tags(parsed, 0) == ["O", "I-LOC", "B-PER", "I-ORG", "B-LOC", "O", "B-ORG"]
 
 
 @pytest.mark.parametrize("content, fragment", [
-    ("John\tB-PER\nSmith\tI-PER\textra\n", "x-en.tsv:2: expected 2 columns (token<TAB>TAG), found 3"),
-    ("John\n", "x-en.tsv:1: expected 2 columns"),
-    ("John\tB-PER\n\nSmith\tB_PER\n", "x-en.tsv:3: unknown tag 'B_PER' (expected one of O, B-PER"),
+    ("John\tB-PER\nSmith\tI-PER\textra\n", "x-en.tsv:2: expected 2 columns (token<TAB>TAG) as on the file's "
+     "first token line, found 3"),
+    ("John\n", "x-en.tsv: expected a token and a tag column, found 1 column"),
+    ("John\tB-PER\n\nSmith\tB_PER\n", "x-en.tsv:3: tag 'B_PER' is not O or PREFIX-TYPE"),
     ("John\tB-PERSON\n", "x-en.tsv:1: unknown tag 'B-PERSON'"),
     (b"ok\tO\n\nbad\xff\xfe\tO\n", "x-en.tsv:3: invalid UTF-8"),
     ("", "x-en.tsv: no sentences"),
     ("\n\n", "x-en.tsv: no sentences"),
     ("-DOCSTART- O\n\n-DOCSTART- O\n", "x-en.tsv: no sentences"),
+    ("John\tB-PER\nSmith\tE-PER\n", "x-en.tsv: the tags look like bioes, not the declared iob2"),
 ])
 def test_errors_name_file_and_line(tmp_path, content, fragment):
     path = write(tmp_path, "x-en.tsv", content)

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 from xdray.config import load_experiment
 from xdray.core.loader import config_to_dict
-from xdray.data.sources import load_labelled
+from xdray.pipeline import labelled_data
 from xdray.distill.keys import trial_key
 from xdray.distill.schema import DistillConfig
 from xdray.distill.tuning import trial_config
@@ -21,8 +21,7 @@ QUICKSTART_AS_PINNED = {"data.labelled.train_per_language": 600, "teacher.finetu
 
 
 def test_quickstart_data_teacher_inputs_and_trial_keys():
-    cfg = load_experiment(REPO / "experiments" / "quickstart.yaml", QUICKSTART_AS_PINNED)
-    data = load_labelled(cfg)
+    cfg, data = labelled_data(load_experiment(REPO / "experiments" / "quickstart.yaml", QUICKSTART_AS_PINNED))
     assert data.fingerprint == "ed714204bff4d06f"
     assert input_fingerprint(cfg, data) == "969d92c19a86a613"  # RUN/teacher/fingerprint.json "inputs"
     base = {**config_to_dict(cfg), "distill": config_to_dict(DistillConfig())}  # the paper's default plan

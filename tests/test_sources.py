@@ -5,7 +5,7 @@ from conftest import tiny_raw
 from xdray.config import load_experiment
 from xdray.data.schema import WIKIANN_LABELS
 from xdray.data import synthetic
-from xdray.data.sources import load_labelled, load_unlabelled, wikiann_rows
+from xdray.data.sources import load_labelled, load_unlabelled
 from xdray.core.errors import DataError
 
 
@@ -133,11 +133,18 @@ def test_wikiann_source_on_a_local_copy(write_experiment, tmp_path):
     assert [labels[t] for t in data.splits["test"][0]["ner_tags"]] == ["B-LOC", "O", "O"]
 
 
-def test_wikiann_rows_reject_unknown_tags():
-    ds = datasets.Dataset.from_dict({"tokens": [["a"]], "ner_tags": [[1]], "langs": [["en"]], "spans": [[]]},
-                                    features=WIKIANN_FEATURES)
-    with pytest.raises(DataError, match="not in data.labels"):
-        wikiann_rows(ds, "en", ["O", "B-PER", "I-PER"])
+def test_wikiann_tags_outside_data_labels_are_refused(write_experiment, tmp_path):
+    save_wikiann(tmp_path / "wikiann", "en", {"train": 2, "validation": 1})
+    raw = tiny_raw(data__labelled={"source": "wikiann", "dataset": str(tmp_path / "wikiann"), "languages": ["en"]},
+                   data__labels=["O", "B-PER", "I-PER"])
+    with pytest.raises(DataError, match=r"wikiann/en/train:1: unknown tag 'B-LOC'"):
+        load_labelled(load_experiment(write_experiment(raw)))
+
+
+def test_wikiann_labels_default_to_the_classlabel_order(write_experiment, tmp_path):
+    save_wikiann(tmp_path / "wikiann", "en", {"train": 2, "validation": 1})
+    raw = tiny_raw(data__labelled={"source": "wikiann", "dataset": str(tmp_path / "wikiann"), "languages": ["en"]})
+    assert load_labelled(load_experiment(write_experiment(raw))).labels == WIKIANN_LABELS
 
 
 def test_unlabelled_sources(write_experiment, tmp_path):
@@ -171,9 +178,12 @@ def test_unlabelled_iob_files_drop_labels_and_keep_languages(write_experiment, t
     unlabelled = load_unlabelled(cfg, load_labelled(cfg))
     assert unlabelled.to_list() == [{"lang": "fr", "tokens": ["Paris", "est"]}, {"lang": "fr", "tokens": ["Le", "Monde"]},
                                     {"lang": "nl", "tokens": ["Jan"]}]
-    (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\tB-PERSON\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"train-nl.tsv:1: unknown tag 'B-PERSON'"):
+    # labels are dropped, so any tags (or none: one column) are fine; the columns must still agree
+    (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\tB-PERSON\nen\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train-nl.tsv:2: expected 2 columns"):
         load_unlabelled(cfg, load_labelled(cfg))
+    (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\nen\n", encoding="utf-8")
+    assert load_unlabelled(cfg, load_labelled(cfg)).to_list()[-1] == {"lang": "nl", "tokens": ["Jan", "en"]}
 
 
 def test_panx_minilm_experiment_reads_real_files(panx_dir):

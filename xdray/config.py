@@ -8,7 +8,7 @@ file and the dotted key. The sections' schemas live beside their stages (`xdray/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Mapping
@@ -77,6 +77,13 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
         raw = apply_overrides(raw, overrides)
         source = f"{path} (with overrides {', '.join(overrides)})"
     return config_from_dict(raw, source, str(path.resolve().parent))
+
+
+def with_labels(cfg: ExperimentConfig, labels: tuple[str, ...]) -> ExperimentConfig:
+    """The experiment with its label list resolved (read from the data or the teacher where
+    data.labels was left empty): what the run saves, and what fingerprints and trial keys hash,
+    so a run's keys do not depend on whether its labels were written out."""
+    return replace(cfg, data=replace(cfg.data, labels=tuple(labels)))
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

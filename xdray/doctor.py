@@ -107,11 +107,12 @@ def check_storage(run_dir: Path, storage_path: str | None) -> Check:
 
 
 def check_data(cfg) -> Check:
-    from xdray.data.sources import load_labelled, load_unlabelled
+    from xdray.data.sources import load_unlabelled
     from xdray.core.errors import XdrayError
+    from xdray.pipeline import labelled_data
 
     try:
-        data = load_labelled(cfg)
+        cfg, data = labelled_data(cfg)
         unlabelled = load_unlabelled(cfg, data)
     except XdrayError as err:
         return Check("data", False, str(err), "fix the file and line named above")

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from xdray.config import ExperimentConfig, dump_config, load_search_space
+from xdray.config import ExperimentConfig, dump_config, load_search_space, with_labels
 from xdray.core import store
 from xdray.core.errors import XdrayError
 from xdray.core.rundir import (CONFIG_FILE, MAIN_INDEX, MAIN_LATENCY, MAIN_REPORT, STUDIES_DIR, TEACHER_DIR,
@@ -42,7 +42,7 @@ def context(cfg: ExperimentConfig, out: str | None, unlabelled: bool = True) -> 
     command builds no transfer set): bad data fails before anything is written, not after an hour
     of teacher fine-tuning."""
     seed_everything(cfg.seed)
-    data = load_labelled(cfg)
+    cfg, data = labelled_data(cfg)
     if unlabelled:
         check_unlabelled(cfg, data)
     run_dir = run_directory(cfg.name, cfg.runtime.storage_path, out)
@@ -50,6 +50,18 @@ def context(cfg: ExperimentConfig, out: str | None, unlabelled: bool = True) -> 
     log.info("data %s: %s sentences over %d languages", data.fingerprint,
              ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items()), len(data.languages))
     return Context(cfg, run_dir, data)
+
+
+def labelled_data(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData]:
+    """The labelled data, and the experiment with its label list resolved: a fine-tuned
+    teacher's labels where teacher.init is finetuned, else data.labels, else the data's own."""
+    required = None
+    if cfg.teacher.init == "finetuned":
+        from xdray.teacher.load import checkpoint_labels
+
+        required = checkpoint_labels(cfg)
+    data = load_labelled(cfg, required, f"teacher.model {cfg.teacher.model!r}")
+    return with_labels(cfg, data.labels), data
 
 
 def teacher(ctx: Context) -> TeacherOutput:

@@ -2,7 +2,10 @@
 
 Labelled splits have the columns lang (str), tokens (list[str]) and ner_tags (list[int], indices
 into the experiment's one shared label list). Unlabelled sets have lang and tokens.
-Sources: `iob` (local CoNLL / PAN-X files), `wikiann` (Hugging Face, or a local copy), `synthetic`.
+Sources: `conll` (column files: CoNLL-2003, PAN-X, Universal NER), `datasets` (save_to_disk
+folders, JSON lines, Parquet), `wikiann` (Hugging Face, or a local copy), `synthetic`. Every
+source is read as sentences with IOB2 string tags first; the label list is then resolved
+(`resolve_labels`) and the tags indexed, so any label set works and none is built in.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import datasets
 
-from xdray.data.schema import DataConfig, LabelledConfig, UnlabelledConfig
+from xdray.data.schema import WIKIANN_LABELS, DataConfig, LabelledConfig, UnlabelledConfig
 from xdray.data import synthetic
-from xdray.data.iob import read_iob_file
+from xdray.data.hf import open_dataset, pick_split, read_dataset
+from xdray.data.iob import Columns, IobFile, check_tags, read_iob_file
+from xdray.data.tags import entity_types, labels_from_tags
 from xdray.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -76,40 +81,148 @@ def _rows_to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows, features=LABELLED_FEATURES)
 
 
-def _load_iob(cfg: LabelledConfig, labels: Sequence[str], base: ExperimentConfig) -> tuple[dict, dict]:
+def _synthetic_parts(cfg: LabelledConfig) -> dict[str, list[IobFile]]:
+    unknown = sorted(set(cfg.languages) - set(synthetic.LANGUAGES))
+    if unknown:
+        raise DataError(f"data.labelled.languages: synthetic data has no {unknown} "
+                        f"(available: {', '.join(synthetic.LANGUAGES)})")
+    parts: dict[str, list[IobFile]] = {}
+    for split in SPLITS:
+        count = _limit(cfg, split) or SYNTHETIC_DEFAULT_COUNTS[split]
+        for lang in cfg.languages:
+            rows = synthetic.generate(lang, split, count, cfg.seed)
+            parts.setdefault(split, []).append(IobFile(
+                path=Path(f"synthetic/{split}-{lang}"), tokens=[t for t, _ in rows], tags=[g for _, g in rows],
+                langs=[lang] * len(rows), first_lines=[i + 1 for i in range(len(rows))], step=0,
+                label_order=WIKIANN_LABELS))
+    return parts
+
+
+def _conll_file(cfg: LabelledConfig, path: Path, lang: str) -> IobFile:
+    return read_iob_file(path, lang=lang, scheme=cfg.scheme, columns=Columns(cfg.token_column, cfg.tag_column))
+
+
+def _conll_parts(cfg: LabelledConfig, base: ExperimentConfig) -> dict[str, list[IobFile]]:
+    """Column files: one per split (train:, dev:, test:) or a directory by file_pattern."""
+    if cfg.split_files:
+        lang = cfg.languages[0]
+        return {split: [_conll_file(cfg, _existing(base, path, f"data.labelled.{split}"), lang)]
+                for split, path in cfg.split_files.items()}
     root = base.resolve_path(cfg.path)
     if not root.is_dir():
         raise DataError(f"data.labelled.path: {root} is not a directory")
-    splits, i_after_o = {}, 0
+    parts: dict[str, list[IobFile]] = {}
     for split in SPLITS:
-        rows = []
         for lang in cfg.languages:
             path = root / cfg.file_pattern.format(split=split, lang=lang)
             if not path.exists():
                 if split == "test":
                     continue  # test splits are optional (PAN-X in ../shared has none)
                 raise DataError(f"data.labelled: missing file {path} (language {lang!r}, split {split!r})")
-            parsed = read_iob_file(path, labels, lang=lang)
-            i_after_o += parsed.i_after_o
-            pairs = list(zip(parsed.tokens, parsed.tags))
-            pairs = _cap(pairs, _limit(cfg, split), cfg.seed, f"{split}/{lang}")
-            rows += [{"lang": lang, "tokens": t, "ner_tags": g} for t, g in pairs]
+            parts.setdefault(split, []).append(_conll_file(cfg, path, lang))
+    return parts
+
+
+def _existing(base: ExperimentConfig, path: str, key: str) -> Path:
+    resolved = base.resolve_path(path)
+    if not resolved.exists():
+        raise DataError(f"{key}: {resolved} does not exist")
+    return resolved
+
+
+def _datasets_parts(cfg: LabelledConfig, declared: Sequence[str], base: ExperimentConfig) -> dict[str, list[IobFile]]:
+    """A DatasetDict folder (path:) and/or one dataset file or folder per split."""
+    lang = cfg.languages[0] if len(cfg.languages) == 1 else "und"
+    sources = {split: (_existing(base, p, f"data.labelled.{split}"), None) for split, p in cfg.split_files.items()}
+    if cfg.path:
+        folder = _existing(base, cfg.path, "data.labelled.path")
+        for split in SPLITS:
+            sources.setdefault(split, (folder, split))
+    parts: dict[str, list[IobFile]] = {}
+    for split, (path, name) in sources.items():
+        ds = pick_split(open_dataset(path), split, path)
+        if ds is None:
+            continue  # a DatasetDict without this split: train and dev are checked later
+        where = f"{path}[{name}]" if name and path.is_dir() else str(path)
+        parts[split] = [read_dataset(ds, where, lang, cfg.scheme, declared or None)]
+    return parts
+
+
+def _wikiann_parts(cfg: LabelledConfig) -> dict[str, list[IobFile]]:
+    parts: dict[str, list[IobFile]] = {}
+    for lang in cfg.languages:
+        dd = load_wikiann_language(cfg.dataset, lang)
+        for split, hf_name in WIKIANN_SPLIT_NAMES.items():
+            if hf_name in dd:
+                parts.setdefault(split, []).append(read_dataset(dd[hf_name], f"wikiann/{lang}/{hf_name}", lang,
+                                                                "iob2", None))
+    return parts
+
+
+def source_labels(parts: dict[str, list[IobFile]]) -> tuple[str, ...] | None:
+    """The label order the source gives its tags (a ClassLabel's names, synthetic's list) where
+    it is IOB2 with O first; None when the order is to come from the tags themselves."""
+    order = next((p.label_order for files in parts.values() for p in files if p.label_order), None)
+    if order and order[0] == "O" and all(t[:2] in ("B-", "I-") and len(t) > 2 for t in order[1:]):
+        return order
+    return None
+
+
+def resolve_labels(declared: Sequence[str], required: Sequence[str] | None, required_from: str,
+                   seen: set[str], preferred: Sequence[str] | None) -> tuple[str, ...]:
+    """The experiment's label list. `required` (a fine-tuned checkpoint's labels, in its order)
+    wins and must cover the same entity types as the data and data.labels; then data.labels as
+    given; then the source's own order where it covers the data; else O and B-/I- of each type
+    seen, alphabetically."""
+    if required is not None:
+        theirs = entity_types(required)
+        for name, tags in (("the data", seen), ("data.labels", declared)):
+            ours = entity_types(tags)
+            if tags and ours != theirs:
+                raise DataError(f"{required_from}: the checkpoint predicts {list(required)} (types "
+                                f"{sorted(theirs)}) but {name} has types {sorted(ours)}: "
+                                + "; ".join(part for part in (
+                                    f"{name} has {sorted(ours - theirs)}, which the teacher lacks" if ours - theirs else "",
+                                    f"the teacher has {sorted(theirs - ours)}, which {name} lacks" if theirs - ours else "")
+                                    if part)
+                                + " (use init: pretrained to train a new head on these labels)")
+        return tuple(required)
+    if declared:
+        return tuple(declared)
+    if preferred and seen <= set(preferred):
+        return tuple(preferred)
+    return labels_from_tags(seen)
+
+
+def _index_parts(parts: dict[str, list[IobFile]], labels: Sequence[str], cfg: LabelledConfig) -> dict[str, datasets.Dataset]:
+    """Rows with tag ids, each language of each part capped at {split}_per_language."""
+    index = {tag: i for i, tag in enumerate(labels)}
+    splits = {}
+    for split, files in parts.items():
+        rows = []
+        for part in files:
+            check_tags(part, labels)
+            by_lang: dict[str, list[int]] = {}
+            for i, lang in enumerate(part.langs):
+                by_lang.setdefault(lang, []).append(i)
+            for lang, members in by_lang.items():
+                keep = sample_indices(len(members), _limit(cfg, split), cfg.seed, f"{split}/{lang}")
+                rows += [{"lang": lang, "tokens": part.tokens[members[k]],
+                          "ner_tags": [index[t] for t in part.tags[members[k]]]} for k in keep]
         if rows:
             splits[split] = _rows_to_dataset(rows)
-    return splits, {"i_after_o": i_after_o}
+    return splits
 
 
-def wikiann_rows(split: datasets.Dataset, lang: str, labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Convert one language split of the HF WikiANN dataset (tokens, ner_tags as ClassLabel ids,
-    langs, spans) to xdray rows, mapping tag names onto the experiment's label list."""
-    names = split.features["ner_tags"].feature.names
-    index = {tag: i for i, tag in enumerate(labels)}
-    unknown = sorted(set(names) - set(index))
-    if unknown:
-        raise DataError(f"wikiann/{lang}: tags {unknown} are not in data.labels ({', '.join(labels)})")
-    remap = [index[name] for name in names]
-    return [{"lang": lang, "tokens": list(tokens), "ner_tags": [remap[t] for t in tags]}
-            for tokens, tags in zip(split["tokens"], split["ner_tags"])]
+def read_labelled_parts(cfg: LabelledConfig, declared: Sequence[str], base: ExperimentConfig) -> dict[str, list[IobFile]]:
+    """Every labelled split of the configured source as sentences with IOB2 string tags."""
+    if cfg.source in ("conll", "iob"):
+        return _conll_parts(cfg, base)
+    if cfg.source == "datasets":
+        return _datasets_parts(cfg, declared, base)
+    if cfg.source == "wikiann":
+        return _wikiann_parts(cfg)
+    return _synthetic_parts(cfg)
 
 
 def load_wikiann_language(dataset: str, lang: str) -> datasets.DatasetDict:
@@ -122,38 +235,6 @@ def load_wikiann_language(dataset: str, lang: str) -> datasets.DatasetDict:
         return datasets.load_dataset(dataset, lang)
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
         raise DataError(f"data.labelled.dataset: cannot load WikiANN {dataset!r} language {lang!r}: {err}") from None
-
-
-def _load_wikiann(cfg: LabelledConfig, labels: Sequence[str]) -> tuple[dict, dict]:
-    per_split: dict[str, list] = {s: [] for s in SPLITS}
-    for lang in cfg.languages:
-        dd = load_wikiann_language(cfg.dataset, lang)
-        for split, hf_name in WIKIANN_SPLIT_NAMES.items():
-            if hf_name in dd:
-                rows = _cap(wikiann_rows(dd[hf_name], lang, labels), _limit(cfg, split), cfg.seed, f"{split}/{lang}")
-                per_split[split] += rows
-    return {s: _rows_to_dataset(r) for s, r in per_split.items() if r}, {}
-
-
-def _load_synthetic(cfg: LabelledConfig, labels: Sequence[str]) -> tuple[dict, dict]:
-    unknown = sorted(set(cfg.languages) - set(synthetic.LANGUAGES))
-    if unknown:
-        raise DataError(f"data.labelled.languages: synthetic data has no {unknown} "
-                        f"(available: {', '.join(synthetic.LANGUAGES)})")
-    index = {tag: i for i, tag in enumerate(labels)}
-    splits = {}
-    for split in SPLITS:
-        count = _limit(cfg, split) or SYNTHETIC_DEFAULT_COUNTS[split]
-        rows = []
-        for lang in cfg.languages:
-            for tokens, tags in synthetic.generate(lang, split, count, cfg.seed):
-                try:
-                    rows.append({"lang": lang, "tokens": tokens, "ner_tags": [index[t] for t in tags]})
-                except KeyError as err:
-                    raise DataError(f"data.labels: synthetic data uses tag {err.args[0]!r}, missing "
-                                    "from data.labels") from None
-        splits[split] = _rows_to_dataset(rows)
-    return splits, {}
 
 
 def dataset_fingerprint(labels: Sequence[str], splits: dict[str, datasets.Dataset]) -> str:
@@ -179,27 +260,29 @@ def _summarise(splits: dict[str, datasets.Dataset]) -> dict[str, Any]:
     return summary
 
 
-def load_labelled(cfg: ExperimentConfig) -> LabelledData:
-    """Load the experiment's labelled splits from its configured source."""
+def load_labelled(cfg: ExperimentConfig, required_labels: Sequence[str] | None = None,
+                  required_from: str = "teacher.model") -> LabelledData:
+    """Load the experiment's labelled splits from its configured source, tags as indices into
+    the resolved label list (see `resolve_labels`; `required_labels` is a fine-tuned teacher's)."""
     data: DataConfig = cfg.data
     source = data.labelled
-    if source.source == "iob":
-        splits, extra = _load_iob(source, data.labels, cfg)
-    elif source.source == "wikiann":
-        splits, extra = _load_wikiann(source, data.labels)
-    else:
-        splits, extra = _load_synthetic(source, data.labels)
+    parts = read_labelled_parts(source, data.labels, cfg)
     for required in ("train", "dev"):
-        if required not in splits:
+        if required not in parts:
             raise DataError(f"data.labelled: the {source.source} source yielded no {required!r} sentences")
+    seen = {tag for files in parts.values() for part in files for tags in part.tags for tag in tags}
+    labels = resolve_labels(data.labels, required_labels, required_from, seen, source_labels(parts))
+    splits = _index_parts(parts, labels, source)
     summary = _summarise(splits)
-    for split, info in summary.items():
-        missing = sorted(set(source.languages) - set(info["per_language"]))
-        if missing and split != "test":
-            raise DataError(f"data.labelled: split {split!r} has no sentences for {missing}")
-    if extra.get("i_after_o"):
-        log.info("accepted %d I- tags that follow O or another type (as WikiANN has them)", extra["i_after_o"])
-    return LabelledData(labels=tuple(data.labels), splits=splits, fingerprint=dataset_fingerprint(data.labels, splits))
+    if source.source != "datasets" and not source.split_files:
+        for split, info in summary.items():
+            missing = sorted(set(source.languages) - set(info["per_language"]))
+            if missing and split != "test":
+                raise DataError(f"data.labelled: split {split!r} has no sentences for {missing}")
+    i_after_o = sum(part.i_after_o for files in parts.values() for part in files)
+    if i_after_o:
+        log.info("accepted %d I- tags that begin an entity (as WikiANN has them)", i_after_o)
+    return LabelledData(labels=labels, splits=splits, fingerprint=dataset_fingerprint(labels, splits))
 
 
 def read_text_file(path: Path, lang: str) -> list[dict[str, Any]]:
@@ -232,9 +315,10 @@ def _unlabelled_rows(src: UnlabelledConfig, cfg: ExperimentConfig, labelled: Lab
         raise DataError(f"data.unlabelled: no file matches {pattern}")
     rows = []
     for path in paths:
-        if src.source == "iob":
-            parsed = read_iob_file(path, cfg.data.labels)
-            rows += [{"lang": lang, "tokens": tokens} for lang, tokens in zip(parsed.langs, parsed.tokens)]
+        if src.source in ("conll", "iob"):
+            parsed = read_iob_file(path, scheme=None, columns=Columns(src.token_column, -1), require_lang=False)
+            rows += [{"lang": src.lang if lang == "und" else lang, "tokens": tokens}
+                     for lang, tokens in zip(parsed.langs, parsed.tokens)]
         else:
             rows += read_text_file(Path(path), src.lang)
     if not rows:

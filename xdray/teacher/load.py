@@ -5,7 +5,8 @@ Three ways in (`teacher.init`):
   text (`wordpiece.py`), so the quickstart needs no network;
 - pretrained: an encoder (hub id such as bert-base-multilingual-cased, a local folder, or the folder
   an installed package ships) with a new head sized to the data's labels;
-- finetuned: a token-classification checkpoint whose label map must match the data's.
+- finetuned: a token-classification checkpoint as it comes: its id2label is the experiment's label
+  list (`checkpoint_labels`), and it is trained further only where teacher.finetune.epochs says so.
 """
 
 from __future__ import annotations
@@ -103,6 +104,24 @@ def load_token_classifier(ref: str, trust_remote_code: bool = False, **kwargs: A
 def _hub_hint(ref: str) -> str:
     return "" if Path(ref).is_dir() else (" (teacher.model was read as a Hugging Face hub id: write a local "
                                           "directory as ./path or /path)")
+
+
+def checkpoint_labels(cfg: "ExperimentConfig") -> tuple[str, ...]:
+    """A fine-tuned checkpoint's label names in the order of its outputs (config.json's
+    id2label), read without loading its weights: the experiment's label list comes from here."""
+    from transformers import AutoConfig
+
+    ref = model_reference(cfg)
+    try:
+        config = AutoConfig.from_pretrained(ref, trust_remote_code=cfg.teacher.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise TeacherError(f"teacher.model: cannot read the config of {ref!r}: {err}{_hub_hint(ref)}") from None
+    names = tuple(config.id2label[i] for i in range(config.num_labels))
+    if names[0] != "O" or any(not (t[:2] in ("B-", "I-") and len(t) > 2) for t in names[1:]):
+        raise TeacherError(f"teacher.model {ref!r}: its labels {list(names)} are not IOB2 with O first "
+                           "(init: finetuned needs a token classifier with IOB2 labels; use init: pretrained "
+                           "to train a new head)")
+    return names
 
 
 def check_label_map(model, labels: Sequence[str], ref: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from xdray.core.loader import positive, require
@@ -31,7 +31,9 @@ class BuildConfig:
 class FinetuneConfig:
     """Teacher fine-tuning with Ray Train's TorchTrainer."""
 
-    epochs: float = 3.0  # 0 = use the checkpoint as it is; fractions allowed
+    # 0 = use the checkpoint as it is; fractions allowed. Unset: 3, or 0 where teacher.init is
+    # finetuned (a fine-tuned teacher is not trained further unless asked).
+    epochs: float | None = None
     batch_size: int = 32  # per worker
     lr: float = 5e-5
     warmup_ratio: float = 0.1
@@ -42,7 +44,7 @@ class FinetuneConfig:
     eval_batch_size: int = 128
 
     def __post_init__(self) -> None:
-        require(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
+        require(self.epochs is None or self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
         positive(self, "batch_size", "lr", "num_workers", "eval_batch_size")
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
         require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
@@ -64,5 +66,7 @@ class TeacherConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        if self.finetune.epochs is None:  # resolved here, so config.yaml and every hash hold a number
+            object.__setattr__(self, "finetune", replace(self.finetune, epochs=0.0 if self.init == "finetuned" else 3.0))
         require(self.init == "build" or bool(self.model), "model",
                 f"is required when init is '{self.init}' (a hub id or a local directory)")

@@ -108,6 +108,8 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
         ft = cfg.teacher.finetune
         metrics = {split: evaluate_teacher(model, encoded[split], data.labels, ft.eval_batch_size)
                    for split in ("dev", "test") if split in encoded}
+    metrics["start"] = {"init": cfg.teacher.init, "model": cfg.teacher.model,
+                        "finetune_epochs": cfg.teacher.finetune.epochs}
     metrics["wall_time_s"] = round(time.time() - started, 1)
     metrics["encoding"] = {split: enc.stats.counts() for split, enc in encoded.items()}
     atomic_write_json(out / METRICS_FILE, metrics)
@@ -115,9 +117,21 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
                                                "labels": list(data.labels), "data": data.fingerprint})
 
 
+def _how_trained(start: dict[str, Any] | None) -> str:
+    """What the stage did with the starting model, in words."""
+    if not start:
+        return ""
+    epochs = start["finetune_epochs"]
+    if start["init"] == "finetuned":
+        done = f"fine-tuned further for {epochs:g} epochs" if epochs else "used as it is (teacher.finetune.epochs 0)"
+        return f"checkpoint {start['model']} {done}; "
+    origin = "built from the data" if start["init"] == "build" else f"pretrained {start['model']} with a new head"
+    return f"{origin}, fine-tuned for {epochs:g} epochs; " if epochs else f"{origin}, not fine-tuned (epochs 0); "
+
+
 def _summary(teacher: TeacherOutput) -> str:
     dev = teacher.metrics["dev"]
-    return (f"dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
+    return (_how_trained(teacher.metrics.get("start")) + f"dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
             + ", ".join(f"{lang} {f1:.3f}" for lang, f1 in dev["per_language"].items()))
 
 

@@ -56,7 +56,7 @@ def unlabelled_table(cfg: "ExperimentConfig", labelled: LabelledData) -> tuple[p
     table = ds.with_format("arrow")[:]
     table = pa.table({"uid": pa.array(np.arange(len(ds), dtype=np.int64)),
                       "lang": table.column("lang"), "tokens": table.column("tokens")})
-    return table, dataset_fingerprint(cfg.data.labels, {"unlabelled": ds})
+    return table, dataset_fingerprint(labelled.labels, {"unlabelled": ds})
 
 
 def make_plan(cfg: "ExperimentConfig", teacher_dir: Path, teacher_fingerprint: str, data_fp: str) -> TransferPlan:

@@ -69,7 +69,10 @@ def test_a_student_learns_from_it_and_tags_every_word(e5_pipeline):
     from xdray.config import config_from_dict
     from xdray.core.loader import config_to_dict
     from xdray.distill.trial import prepare, train_student
-    from xdray.serve.predict import tag
+    from xdray.serve.tagger import Tagger
+
+    def tag(path, sentences, runtime="auto"):
+        return Tagger(path, runtime=runtime).tag_sentences(sentences)[0]
 
     cfg, data, teacher, transfer, root = e5_pipeline
     raw = config_to_dict(cfg)

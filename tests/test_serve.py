@@ -56,7 +56,7 @@ def call(url, body: bytes | None = None, method="POST"):
 
 
 def test_concurrent_requests_get_what_predict_gives(served, student_dir):
-    from xdray.serve.predict import Tagger
+    from xdray.serve.tagger import Tagger
 
     expected = Tagger(student_dir).entities(TEXTS)
     assert sum(len(r["entities"]) for r in expected) > 5, "a test with entities in it"
@@ -113,7 +113,7 @@ def test_predict_on_ray_tags_a_corpus_like_predict(student_dir, ray_local, tmp_p
     import pyarrow.parquet as pq
 
     from conftest import REPO
-    from xdray.serve.predict import Tagger
+    from xdray.serve.tagger import Tagger
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -15,6 +15,7 @@ import yaml
 
 from conftest import REPO, built_raw
 from xdray.config import config_from_dict, load_experiment
+from xdray.core.errors import XdrayError
 from xdray.core.loader import config_to_dict
 from xdray.distill.space import SearchSpace, SpaceEntry
 
@@ -49,10 +50,14 @@ def study(tiny_built, tmp_path_factory):
     from xdray.distill.keys import transfer_key
     from xdray.distill.tuning import run_tune_study as run_study
 
+    from xdray.config import dump_config, with_labels
+    from xdray.core.rundir import save_run_config
+
     base, data, teacher, transfer = tiny_built
-    cfg = config_from_dict({**study_raw(), "base_dir": base.base_dir})
+    cfg = with_labels(config_from_dict({**study_raw(), "base_dir": base.base_dir}), data.labels)
     run = tmp_path_factory.mktemp("study") / "run"
     copy_run(tiny_built, run)
+    save_run_config(run, dump_config(cfg))  # as `xdray run` leaves it: export reads it
     started = time.time()
     results = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): run / "transfer" / transfer.path.name})
     return cfg, run, results, time.time() - started
@@ -359,7 +364,10 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     from xdray.core.metrics import f1_report
     from xdray.serve.export import export_student
     from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE
-    from xdray.serve.predict import tag
+    from xdray.serve.tagger import Tagger
+
+    def tag(path, sentences, runtime="auto"):
+        return Tagger(path, runtime=runtime).tag_sentences(sentences)[0]
     from xdray.serve.text import entities as decode, split_words
     from xdray.distill.student import load_student
 
@@ -421,6 +429,47 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--format", "json"],
                          input="x\n", capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "--pretokenized" in bad.stderr
+
+
+def test_python_api_and_model_card(report, tiny_built):
+    """xdray.load on the export or the run directory; call, pipe and tag_words agree with the
+    CLI's tags; the model card states what was measured on the ONNX graph that ships."""
+    import xdray
+    from xdray.serve.export import export_student
+    from xdray.serve.tagger import Tagger
+
+    cfg, run, results, _, _, rows = report
+    key = results[1].key
+    exported = export_student(run, key)
+    tagger = xdray.load(str(exported))
+    assert tagger.path == exported and tagger.labels == list(tiny_built[0].data.labels)
+    dev = tiny_built[1].splits["dev"]
+    words = [list(t) for t in dev["tokens"][:20]]
+    assert [tagger.tag_words(w) for w in words] == Tagger(exported).tag_sentences(words)[0]
+    lines = [" ".join(w) for w in words]
+    piped = list(tagger.pipe(iter(lines), batch_size=7))
+    assert piped == [tagger(line) for line in lines] == [r["entities"] for r in tagger.entities(lines)]
+
+    metrics = json.loads((exported / "metrics.json").read_text())
+    served = metrics["served"]
+    assert served["runtime"] == "onnx" and set(served) >= {"dev", "test"}
+    assert served["dev"]["f1_mean"] == pytest.approx(metrics["dev"]["f1_mean"], abs=0.01), "ONNX fp32 scores as eager"
+    card = tagger.card
+    assert card.metadata["language"] == sorted(tiny_built[1].languages) and "license" in card.metadata
+    (result,) = [r for r in card.metadata["model-index"][0]["results"] if r["dataset"]["split"] == "validation"]
+    assert result["metrics"][0]["value"] == round(served["dev"]["f1_mean"], 4)
+    assert "## Results" in card.text and "`score`" in card.text and f"--trial {key}" in card.text
+    for lang, f1 in served["test"]["per_language"].items():
+        assert f"| {lang} | " in card.text and f"{f1:.4f}" in card.text
+    assert (exported / "experiment.yaml").exists()
+
+    recommended = json.loads((run / "report" / "recommended.json").read_text())["trial_id"]
+    from_run = xdray.load(run)
+    assert from_run.path.name in (recommended, "student") and recommended in str(from_run.path)
+    with pytest.raises(XdrayError, match=r"not a saved student .*student folder\(s\), e.g. .*export/E"):
+        xdray.load(run / "export")  # the parent of the exports: the error points into it
+    with pytest.raises(XdrayError, match="does not exist"):
+        xdray.load(run / "nope")
 
 
 def test_export_errors_name_what_is_wrong(report, tmp_path):

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--trial", metavar="ID", help="a trial id from frontier.csv (default: the recommended)")
     predict = sub.add_parser("predict", help="raw text in, entities out: one JSON line per input line")
-    predict.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
+    predict.add_argument("--model", required=True, metavar="DIR",
+                         help="an exported student directory, or a run directory (its recommended student)")
     predict.add_argument("input", nargs="*", default=["-"], metavar="FILE",
                          help="input text (default: stdin); with --ray, files or directories")
     predict.add_argument("--pretokenized", action="store_true",
@@ -216,7 +217,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from xdray.serve.predict import Tagger, predict_stream
+    from xdray.serve.predict import predict_stream
+    from xdray.serve.tagger import Tagger
 
     if args.ray:
         return _predict_on_ray(args)

@@ -33,7 +33,7 @@ class LineTagger:
     def __init__(self, model_dir: str, runtime: str, threads: int):
         import torch
 
-        from xdray.serve.predict import Tagger
+        from xdray.serve.tagger import Tagger
 
         torch.set_num_threads(threads)
         self.tagger = Tagger(Path(model_dir), runtime=runtime)
@@ -59,7 +59,7 @@ def tag_corpus(model_dir: Path, inputs: list[str], out: Path, output_format: str
     missing = [p for p in inputs if not Path(p).exists()]
     if missing:
         raise XdrayError(f"{missing[0]}: no such file or directory")
-    from xdray.serve.predict import Tagger
+    from xdray.serve.tagger import Tagger
 
     Tagger(model_dir, runtime=runtime)  # a bad model directory fails here, before the cluster works
     init_ray(RuntimeConfig())

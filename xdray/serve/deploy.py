@@ -24,7 +24,7 @@ APP_NAME = "xdray"
 @dataclass(frozen=True)
 class ServeConfig:
     model: str
-    runtime: str = "auto"  # see serve.predict.RUNTIMES
+    runtime: str = "auto"  # see serve.tagger.RUNTIMES
     host: str = "127.0.0.1"
     port: int = 8000
     replicas: int = 1  # fixed replica count, unless max_replicas > replicas (autoscaling)
@@ -36,9 +36,9 @@ class ServeConfig:
     max_chars: int = 20000  # per text
 
     def check(self) -> None:
-        if not (Path(self.model) / "config.json").exists():
-            raise XdrayError(f"--model {self.model}: not a saved student (no config.json); "
-                             "use a directory written by `xdray export`")
+        from xdray.serve.tagger import model_directory
+
+        model_directory(self.model)  # an export, or a run directory with a recommended student
         if self.replicas < 1 or (self.max_replicas and self.max_replicas < self.replicas):
             raise XdrayError(f"--replicas {self.replicas} / --max-replicas {self.max_replicas}: expected "
                              "1 <= replicas <= max-replicas")
@@ -86,7 +86,7 @@ def _deployment(cfg: ServeConfig):
         def __init__(self, config: ServeConfig):
             import torch
 
-            from xdray.serve.predict import Tagger as Model
+            from xdray.serve.tagger import Tagger as Model
 
             torch.set_num_threads(max(1, int(config.replica_cpus)))
             self.config = config

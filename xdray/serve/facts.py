@@ -1,0 +1,72 @@
+"""What an export's model card says, gathered from the run directory's records: the resolved
+config, the teacher's metrics, the frontier rows and the latency measurements."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from xdray.core.rundir import MAIN_LATENCY, MAIN_REPORT, TEACHER_DIR
+from xdray.distill.trial import METRICS_FILE
+from xdray.serve.card import CardFacts
+
+REFERENCE_NAME = "mBERT-base"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def describe_teacher(cfg) -> str:
+    t = cfg.teacher
+    epochs = t.finetune.epochs
+    if t.init == "build":
+        return f"a {t.build.num_layers}-layer BERT teacher built and fine-tuned ({epochs:g} epochs) on the data"
+    if t.init == "finetuned":
+        how = f"fine-tuned further for {epochs:g} epochs" if epochs else "used as it came"
+        return f"the fine-tuned token classifier `{t.model}` ({how})"
+    return f"`{t.model}` fine-tuned ({epochs:g} epochs) for these labels"
+
+
+def describe_data(cfg) -> str:
+    src = cfg.data.labelled
+    if src.split_files:
+        files = ", ".join(f"{Path(p).name} ({split})" for split, p in src.split_files.items())
+        return f"{src.source} files {files}, scheme {src.scheme}"
+    if src.source in ("conll", "iob"):
+        return f"{src.source} files {src.file_pattern} in {Path(src.path).name}, scheme {src.scheme}"
+    if src.source == "datasets":
+        return f"the dataset {Path(src.path).name}"
+    if src.source == "wikiann":
+        return f"WikiANN ({src.dataset})"
+    return "xdray's synthetic data"
+
+
+def _frontier_rows(run_dir: Path, key: str) -> list[dict]:
+    path = run_dir / MAIN_REPORT / "frontier.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if row["trial_id"] == key or row["trial_id"].startswith(key + "+")]
+
+
+def card_facts(run_dir: Path, cfg, key: str, served: dict, params: int) -> CardFacts:
+    teacher = _json(run_dir / TEACHER_DIR / METRICS_FILE)
+    latency = _json(run_dir / MAIN_LATENCY)
+    forms = _frontier_rows(run_dir, key)
+    compression = {}
+    measured = latency.get("params", {})
+    if measured.get("teacher"):
+        compression["the teacher"] = round(measured["teacher"] / params, 1)
+    if measured.get("reference"):
+        compression[REFERENCE_NAME] = round(measured["reference"] / params, 1)
+    splits = {s: served[s] for s in ("dev", "test") if s in served}
+    return CardFacts(
+        name=f"{cfg.name}-{key}", trial=key, teacher=describe_teacher(cfg),
+        teacher_model=cfg.teacher.model if cfg.teacher.init != "build" else None,
+        labels=list(cfg.data.labels), languages=sorted(splits["dev"]["per_language"]), data=describe_data(cfg),
+        sentences=served.get("sentences", {}), served="ONNX Runtime on student.onnx (fp32)", f1=splits,
+        teacher_f1={s: teacher[s] for s in splits if s in teacher}, params=params, compression=compression,
+        forms=forms, batch_sizes=list(cfg.eval.batch_sizes), device=latency.get("device", "cpu"),
+        command=f"xdray export {run_dir} --trial {key}, on the run of experiment {cfg.name} (seed {cfg.seed})")

@@ -49,6 +49,14 @@ def test_bench_export_times_four_runtimes_and_scores_a_saved_student(panx_dir, t
     student = BiLSTMStudent(StudentSpec(len(vocab), 8, 8, 16, len(WIKIANN_LABELS)))
     save_student(tmp_path / "student", student, vocab, WIKIANN_LABELS, tokenizer, extra={"max_length": 16})
     scored = bench("--model", tmp_path / "student", "--langs", "en,de", "--dev-per-language", "30")
+    text = tmp_path / "lines.txt"
+    text.write_text("Berlin ist eine Stadt\n\nEine Stadt , Berlin .\n", encoding="utf-8")
+    api = subprocess.run([sys.executable, "-m", "xdray", "bench", "api", "--model", tmp_path / "student", "--input",
+                          text, "--json"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert api.returncode == 0, api.stderr[-2000:]
+    compared = json.loads(api.stdout.strip().splitlines()[-1])
+    assert compared["words"] == 9 and compared["lines"] == 3 and compared["same_entities"] is True
+    assert compared["api_words_per_s"] > 0 and compared["predict_startup_s"] > 0
     assert scored["n"] == 60 and scored["source"] == "PAN-X dev (en, de)"
     for name in ("eager_fp32", "eager_int8", "onnx_fp32", "onnx_int8"):
         assert 0 <= scored[f"{name}_f1"] <= 1

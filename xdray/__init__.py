@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 
-def load(path, batch_size: int = 64, runtime: str = "auto"):
+def load(path, batch_size: int = 64, runtime: str = "auto", threads: int | None = None):
     """A student ready to tag: `xdray.load("runs/NAME/export/TRIAL")` (an export folder) or
     `xdray.load("runs/NAME")` (a run directory: its recommended student). See xdray.serve.tagger.
 
@@ -12,4 +12,4 @@ def load(path, batch_size: int = 64, runtime: str = "auto"):
     """
     from xdray.serve.tagger import Tagger
 
-    return Tagger(path, batch_size=batch_size, runtime=runtime)
+    return Tagger(path, batch_size=batch_size, runtime=runtime, threads=threads)

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto",
                          help="auto: the export's fp32 ONNX graph (ONNX Runtime), else eager PyTorch")
     predict.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    predict.add_argument("--threads", type=int, default=0, help="CPU threads for the model (default: all cores)")
     serve = sub.add_parser("serve", help="serve a student with Ray Serve: POST /predict, GET /healthz")
     serve.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_export.add_argument("--runs", type=int, default=30, help="timed runs per batch (median)")
     bench_export.add_argument("--json", action="store_true", help="print only the JSON line")
     bench_export.add_argument("--data", metavar="DIR", help="PAN-X files (default: $XDRAY_PANX or ../shared/data/panx)")
+    bench_api = bench_sub.add_parser("api", help="the Python API (xdray.load) against `xdray predict` on the same lines")
+    bench_api.add_argument("--model", required=True, metavar="DIR", help="an exported student, or a run directory")
+    bench_api.add_argument("--input", required=True, metavar="FILE", help="raw text, one sentence a line")
+    bench_api.add_argument("--threads", type=int, default=1)
+    bench_api.add_argument("--json", action="store_true", help="print only the JSON line")
     bench_serve = bench_sub.add_parser("serve", help="Ray Serve under load, request batching on and off")
     bench_serve.add_argument("--model", metavar="DIR", help="an exported student (default: a random-weight E100-H200)")
     bench_serve.add_argument("--requests", type=int, default=640, help="requests per concurrency and mode")
@@ -227,7 +233,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.format == "parquet" or (args.format and not args.pretokenized):
         raise XdrayError(f"--format {args.format} applies to --pretokenized input (conll, json) or to --ray "
                          "(parquet, json); raw text gives JSON lines of entities")
-    tagger = Tagger(Path(args.model), runtime=args.runtime)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    tagger = Tagger(Path(args.model), runtime=args.runtime, threads=args.threads or None)
     source = args.input[0]
     try:
         handle = sys.stdin if source == "-" else open(source, encoding="utf-8")

@@ -5,6 +5,7 @@ a JSON object as its last line.
 `xdray bench train`: student training, a padded loop against xdray's trial loop.
 `xdray bench export`: a student in eager fp32 / int8 and ONNX Runtime fp32 / int8.
 `xdray bench serve`: the Ray Serve deployment under load, request batching on and off.
+`xdray bench api`: the Python API (xdray.load) against `xdray predict` on the same lines.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ def main(args) -> int:
         from xdray.bench.export import main as run
     elif args.bench == "serve":
         from xdray.bench.serve import main as run
+    elif args.bench == "api":
+        from xdray.bench.api import main as run
     else:
         from xdray.bench.train import main as run
     return run(args)

@@ -163,6 +163,10 @@ def read_iob_file(path: str | Path, labels: Sequence[str] | None = None, lang: s
             raise DataError(f"{path}:{number}: expected {width} columns ({_layout(width, columns)}) as on the "
                             f"file's first token line, found {len(parts)}: {line[:80]!r}")
         token, tag = parts[columns.token], parts[columns.tag].strip()
+        if scheme and split_tag(tag) is None:
+            raise DataError(f"{path}:{number}: {tag!r} in the tag column ({_layout(width, columns)}) is not a tag "
+                            "(expected O or PREFIX-TYPE, e.g. B-PER); set data.labelled.tag_column (and "
+                            "token_column) if the file keeps them elsewhere")
         if prefixed:
             prefix, token = _PREFIX.match(token).groups()
             if not sentence:

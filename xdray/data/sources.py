@@ -148,10 +148,12 @@ def _datasets_parts(cfg: LabelledConfig, declared: Sequence[str], base: Experime
     return parts
 
 
-def _wikiann_parts(cfg: LabelledConfig) -> dict[str, list[IobFile]]:
+def _wikiann_parts(cfg: LabelledConfig, base: ExperimentConfig) -> dict[str, list[IobFile]]:
+    local = base.resolve_path(cfg.dataset)
+    dataset = str(local) if local.is_dir() else cfg.dataset  # a local copy, relative to the experiment file
     parts: dict[str, list[IobFile]] = {}
     for lang in cfg.languages:
-        dd = load_wikiann_language(cfg.dataset, lang)
+        dd = load_wikiann_language(dataset, lang)
         for split, hf_name in WIKIANN_SPLIT_NAMES.items():
             if hf_name in dd:
                 parts.setdefault(split, []).append(read_dataset(dd[hf_name], f"wikiann/{lang}/{hf_name}", lang,
@@ -221,7 +223,7 @@ def read_labelled_parts(cfg: LabelledConfig, declared: Sequence[str], base: Expe
     if cfg.source == "datasets":
         return _datasets_parts(cfg, declared, base)
     if cfg.source == "wikiann":
-        return _wikiann_parts(cfg)
+        return _wikiann_parts(cfg, base)
     return _synthetic_parts(cfg)
 
 

@@ -38,7 +38,7 @@ class CardFacts:
 
     name: str  # <experiment>-<trial>
     trial: str
-    teacher: str  # how the teacher was made, in words
+    teacher: str  # how the teacher was made, in words (teacher.stage.how_trained)
     teacher_model: str | None  # hub id or path of the starting model, where there was one
     labels: list[str]
     languages: list[str]
@@ -112,7 +112,7 @@ def render_card(f: CardFacts) -> str:
     body = [
         f"# {f.name}", "",
         f"A BiLSTM named-entity tagger ({f.params:,} parameters; {comp}) distilled with xdray, after "
-        f"XtremeDistil (Mukherjee & Awadallah, ACL 2020), from {f.teacher}.", "",
+        f"XtremeDistil (Mukherjee & Awadallah, ACL 2020). The teacher: {f.teacher}.", "",
         f"Labels: {', '.join(f.labels)} (IOB2). Languages: {', '.join(f.languages)}.", "",
         "## Use", "",
         "```python", "import xdray", "", f"tagger = xdray.load(\"{f.trial}\")  # this folder",

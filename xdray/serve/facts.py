@@ -10,23 +10,13 @@ from pathlib import Path
 from xdray.core.rundir import MAIN_LATENCY, MAIN_REPORT, TEACHER_DIR
 from xdray.distill.trial import METRICS_FILE
 from xdray.serve.card import CardFacts
+from xdray.teacher.stage import how_trained
 
 REFERENCE_NAME = "mBERT-base"
 
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def describe_teacher(cfg) -> str:
-    t = cfg.teacher
-    epochs = t.finetune.epochs
-    if t.init == "build":
-        return f"a {t.build.num_layers}-layer BERT teacher built and fine-tuned ({epochs:g} epochs) on the data"
-    if t.init == "finetuned":
-        how = f"fine-tuned further for {epochs:g} epochs" if epochs else "used as it came"
-        return f"the fine-tuned token classifier `{t.model}` ({how})"
-    return f"`{t.model}` fine-tuned ({epochs:g} epochs) for these labels"
 
 
 def describe_data(cfg) -> str:
@@ -63,7 +53,8 @@ def card_facts(run_dir: Path, cfg, key: str, served: dict, params: int) -> CardF
         compression[REFERENCE_NAME] = round(measured["reference"] / params, 1)
     splits = {s: served[s] for s in ("dev", "test") if s in served}
     return CardFacts(
-        name=f"{cfg.name}-{key}", trial=key, teacher=describe_teacher(cfg),
+        name=f"{cfg.name}-{key}", trial=key,
+        teacher=how_trained(cfg.teacher.init, cfg.teacher.model, cfg.teacher.finetune.epochs),
         teacher_model=cfg.teacher.model if cfg.teacher.init != "build" else None,
         labels=list(cfg.data.labels), languages=sorted(splits["dev"]["per_language"]), data=describe_data(cfg),
         sentences=served.get("sentences", {}), served="ONNX Runtime on student.onnx (fp32)", f1=splits,

@@ -30,7 +30,7 @@ from xdray.serve.text import entities, split_words
 RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 
 
-def _logits_of(model_dir: Path, runtime: str, student, vocab) -> LogitsOf:
+def _logits_of(model_dir: Path, runtime: str, student, vocab, threads: int | None = None) -> LogitsOf:
     """auto: the fp32 ONNX graph where the directory has one (an export), else eager PyTorch."""
     files = {"onnx": ONNX_FILE, "onnx-int8": ONNX_INT8_FILE}
     if runtime not in RUNTIMES:
@@ -41,7 +41,7 @@ def _logits_of(model_dir: Path, runtime: str, student, vocab) -> LogitsOf:
         return lambda ids, mask: student(vocab.map(ids), mask.sum(1))[1]
     if not (model_dir / files[runtime]).exists():
         raise XdrayError(f"{model_dir}: no {files[runtime]} for runtime {runtime}; `xdray export` writes it")
-    return OnnxStudent(model_dir / files[runtime])
+    return OnnxStudent(model_dir / files[runtime], threads)
 
 
 def model_directory(path: str | Path) -> Path:
@@ -75,13 +75,15 @@ def _recommended_student(run_dir: Path, recommended: Path) -> Path:
 
 class Tagger:
     """A saved student with its tokenizer, tagging raw text or pre-split words, in eager
-    PyTorch or ONNX Runtime (`runtime`: auto = the fp32 ONNX graph where the folder has one)."""
+    PyTorch or ONNX Runtime (`runtime`: auto = the fp32 ONNX graph where the folder has one).
+    `threads` caps ONNX Runtime's threads (None: its default, every core); eager PyTorch follows
+    torch.set_num_threads."""
 
-    def __init__(self, path: str | Path, batch_size: int = 64, runtime: str = "auto"):
+    def __init__(self, path: str | Path, batch_size: int = 64, runtime: str = "auto", threads: int | None = None):
         self.path = model_directory(path)
         student, vocab, labels, self.tokenizer = load_student(self.path)
         self.labels: list[str] = list(labels)
-        self.logits_of = _logits_of(self.path, runtime, student, vocab)
+        self.logits_of = _logits_of(self.path, runtime, student, vocab, threads)
         self.max_length = json.loads((self.path / CONFIG_FILE).read_text()).get("max_length", 128)
         self.batch_size = batch_size
 

@@ -117,21 +117,20 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
                                                "labels": list(data.labels), "data": data.fingerprint})
 
 
-def _how_trained(start: dict[str, Any] | None) -> str:
-    """What the stage did with the starting model, in words."""
-    if not start:
-        return ""
-    epochs = start["finetune_epochs"]
-    if start["init"] == "finetuned":
+def how_trained(init: str, model: str | None, epochs: float) -> str:
+    """What the teacher stage did with the starting model, in words."""
+    if init == "finetuned":
         done = f"fine-tuned further for {epochs:g} epochs" if epochs else "used as it is (teacher.finetune.epochs 0)"
-        return f"checkpoint {start['model']} {done}; "
-    origin = "built from the data" if start["init"] == "build" else f"pretrained {start['model']} with a new head"
-    return f"{origin}, fine-tuned for {epochs:g} epochs; " if epochs else f"{origin}, not fine-tuned (epochs 0); "
+        return f"checkpoint {model} {done}"
+    origin = "a BERT built from the data" if init == "build" else f"pretrained {model} with a new head"
+    return f"{origin}, fine-tuned for {epochs:g} epochs" if epochs else f"{origin}, not fine-tuned (epochs 0)"
 
 
 def _summary(teacher: TeacherOutput) -> str:
     dev = teacher.metrics["dev"]
-    return (_how_trained(teacher.metrics.get("start")) + f"dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
+    start = teacher.metrics.get("start")
+    done = how_trained(start["init"], start["model"], start["finetune_epochs"]) + "; " if start else ""
+    return (done + f"dev F1 mean {dev['f1_mean']:.4f} (std {dev['f1_std']:.4f}, micro {dev['f1_micro']:.4f}); "
             + ", ".join(f"{lang} {f1:.3f}" for lang, f1 in dev["per_language"].items()))
 
 

@@ -53,6 +53,13 @@ def base_raw(**sections) -> dict:
                        "teacher__finetune": {"epochs": 0}, **sections})
 
 
+def resolved(path: Path):
+    """The experiment as a run saves it in RUN/config.yaml: its label list read from the data."""
+    from xdray.pipeline import labelled_data
+
+    return labelled_data(load_experiment(path))[0]
+
+
 def write_bytes(path: Path, content: str | bytes) -> None:
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
 
@@ -259,7 +266,7 @@ CASES = [
 def test_bad_input_is_refused_cleanly(case: Case, earlier: Path, tmp_path: Path, capsys):
     work = tmp_path / "case"
     shutil.copytree(earlier, work)
-    save_run_config(work / "run", dump_config(load_experiment(work / "exp.yaml")))  # as if the run had been made here
+    save_run_config(work / "run", dump_config(resolved(work / "exp.yaml")))  # as if the run had been made here
     argv = case.setup(work)
     before = snapshot(work / "run")
     capsys.readouterr()
@@ -346,7 +353,7 @@ AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 def test_unwritable_output_fails_cleanly_then_a_rerun_finishes(command, blocked, block, earlier, tmp_path, capsys):
     work = tmp_path / "case"
     shutil.copytree(earlier, work)
-    save_run_config(work / "run", dump_config(load_experiment(work / "exp.yaml")))
+    save_run_config(work / "run", dump_config(resolved(work / "exp.yaml")))
     argv = [command, str(work / "exp.yaml"), "--out", str(work / "run")]
     undo = block(work / blocked)
     before = snapshot(work / "run") if (work / "run").is_dir() else {}

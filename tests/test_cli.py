@@ -53,6 +53,6 @@ def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment)
     path = write_experiment(tiny_raw(data__labelled={"source": "iob", "path": "corpus", "languages": ["en"]}))
     result = xdray("teacher", path, "--out", tmp_path / "run")
     assert result.returncode == 2
-    assert "train-en.tsv:4: unknown tag 'B_PER'" in result.stderr
+    assert "train-en.tsv:4: 'B_PER' in the tag column (token<TAB>TAG) is not a tag" in result.stderr
     assert not (tmp_path / "run" / "teacher").exists()
 

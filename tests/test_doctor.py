@@ -21,14 +21,14 @@ def test_findings_name_the_problem_and_the_fix(write_experiment, tmp_path):
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "train-en.tsv").write_text("John\tB-PERSON\n", encoding="utf-8")
+    (corpus / "train-en.tsv").write_text("John\tB_PERSON\n", encoding="utf-8")
     (corpus / "dev-en.tsv").write_text("John\tB-PER\n", encoding="utf-8")
     from xdray.config import load_experiment
 
     cfg = load_experiment(write_experiment(tiny_raw(data__labelled={"source": "iob", "path": "corpus",
                                                                     "languages": ["en"]})))
     data = check_data(cfg)
-    assert not data.ok and "train-en.tsv:1: unknown tag 'B-PERSON'" in data.detail
+    assert not data.ok and "train-en.tsv:1: 'B_PERSON' in the tag column" in data.detail
 
     ray = check_ray("127.0.0.1:1")  # nothing listens there
     assert not ray.ok and "cannot connect" in ray.detail and "ray status" in ray.fix

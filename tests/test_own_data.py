@@ -38,11 +38,11 @@ def test_own_conll_files_and_model_to_a_student_used_from_python(ray_local, tmp_
     own_encoder(tmp_path / "my-encoder")
     run = tmp_path / "run"
     code = main(["run", str(REPO / "experiments" / "own_data.yaml"), "--out", str(run),
-                 "--set", f"teacher.model={tmp_path / 'my-encoder'}", "--set", "teacher.finetune.epochs=3",
-                 "--set", "teacher.finetune.lr=0.001"])
+                 "--set", f"teacher.model={tmp_path / 'my-encoder'}", "--set", "teacher.finetune.epochs=30",
+                 "--set", "teacher.finetune.lr=0.003"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "fine-tuned for 3 epochs" in printed, "the teacher stage says what it did with the model"
+    assert "fine-tuned for 30 epochs" in printed, "the teacher stage says what it did with the model"
 
     saved = yaml.safe_load((run / "config.yaml").read_text())
     labels = saved["data"]["labels"]
@@ -58,7 +58,7 @@ def test_own_conll_files_and_model_to_a_student_used_from_python(ray_local, tmp_
     text = "Lena Marsh visited Porto Alba on Monday ."
     for entity in tagger(text):
         assert entity["label"] in TYPES and text[entity["start"]:entity["end"]] == entity["text"]
-    assert len(tagger.tag_words(text.split())) == 7
+    assert len(tagger.tag_words(text.split())) == 8
     card = tagger.card
     assert card.metadata["language"] == ["en"] and card.metadata["base_model"].endswith("my-encoder")
     assert "eng.train (train)" in card.text and "B-MISC" in card.text

@@ -31,7 +31,7 @@ def _student(model: str | None, sentences: list[list[str]]):
 
 
 def _dev(panx: Path, langs: list[str], per_language: int) -> tuple[list, list, list]:
-    """(words, WIKIANN_LABELS tag ids, language) of the first dev sentences of each language."""
+    """(words, IOB2 tags, language) of the first dev sentences of each language."""
     from xdray.data.iob import read_iob_file
 
     tokens, tags, lang_of = [], [], []
@@ -82,7 +82,7 @@ def bench_export(model: str | None, panx: Path, langs: list[str], per_language: 
             for name in VARIANTS[1:]:
                 result[f"{name}_speedup_b{b}"] = round(timings["eager_fp32"].median_ms / timings[name].median_ms, 3)
         if scored:
-            label_ids = [[labels.index(WIKIANN_LABELS[t]) for t in s] for s in tags]
+            label_ids = [[labels.index(t) for t in s] for s in tags]
             view = word_view(tokenizer, sentences, max_length, label_ids)
             for name in VARIANTS:
                 result[f"{name}_f1"] = round(evaluate_words(models[name], view, lang_of, labels)["f1_mean"], 4)

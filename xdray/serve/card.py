@@ -53,6 +53,8 @@ class CardFacts:
     batch_sizes: list[int] = field(default_factory=list)
     device: str = "cpu"
     command: str = ""
+    experiment: str = ""
+    seed: int = 0
 
 
 def _metadata(f: CardFacts) -> dict[str, Any]:
@@ -108,19 +110,19 @@ def _forms_table(f: CardFacts) -> list[str]:
 
 def render_card(f: CardFacts) -> str:
     meta = yaml.safe_dump(_metadata(f), sort_keys=False, allow_unicode=True)
-    comp = ", ".join(f"{x:g}x smaller than {who}" for who, x in f.compression.items())
+    comp = ", ".join(f"compression {x:g}x against {who}" for who, x in f.compression.items())
     body = [
         f"# {f.name}", "",
         f"A BiLSTM named-entity tagger ({f.params:,} parameters; {comp}) distilled with xdray, after "
         f"XtremeDistil (Mukherjee & Awadallah, ACL 2020). The teacher: {f.teacher}.", "",
         f"Labels: {', '.join(f.labels)} (IOB2). Languages: {', '.join(f.languages)}.", "",
         "## Use", "",
-        "```python", "import xdray", "", f"tagger = xdray.load(\"{f.trial}\")  # this folder",
+        "```python", "import xdray", "", "tagger = xdray.load(\"PATH/TO/THIS/FOLDER\")",
         "tagger(\"Some text to tag.\")  # -> [{\"text\", \"label\", \"start\", \"end\", \"score\"}, ...]",
         "for entities in tagger.pipe(lines, batch_size=64): ...",
         "tagger.tag_words([\"pre\", \"split\", \"words\"])  # one tag per word", "```", "",
         f"From the shell: `xdray predict --model DIR FILE` (JSON lines), or `xdray serve --model DIR` "
-        f"(HTTP, Ray Serve). Both run `{f.served}`, as `xdray.load` does; `student.onnx` and "
+        f"(HTTP, Ray Serve). Both run {f.served}, as `xdray.load` does; `student.onnx` and "
         "`student.int8.onnx` also run in ONNX Runtime alone (inputs: teacher token ids and lengths).", "",
         SCORE_MEANING, "",
         "## Training data", "",
@@ -139,7 +141,8 @@ def render_card(f: CardFacts) -> str:
         "It inherits the teacher's and the data's biases. Set `license` in the metadata above to the "
         "terms of the teacher and the data it was trained on.", "",
         "## How it was made", "",
-        f"`{f.command}`; the run's resolved configuration is `experiment.yaml` in this folder.", ""]
+        f"`{f.command}` on the run of experiment `{f.experiment}` (seed {f.seed}); the run's resolved "
+        "configuration is `experiment.yaml` in this folder.", ""]
     return f"---\n{meta}---\n\n" + "\n".join(body)
 
 

@@ -60,4 +60,4 @@ def card_facts(run_dir: Path, cfg, key: str, served: dict, params: int) -> CardF
         sentences=served.get("sentences", {}), served="ONNX Runtime on student.onnx (fp32)", f1=splits,
         teacher_f1={s: teacher[s] for s in splits if s in teacher}, params=params, compression=compression,
         forms=forms, batch_sizes=list(cfg.eval.batch_sizes), device=latency.get("device", "cpu"),
-        command=f"xdray export {run_dir} --trial {key}, on the run of experiment {cfg.name} (seed {cfg.seed})")
+        command=f"xdray export {run_dir} --trial {key}", experiment=cfg.name, seed=cfg.seed)

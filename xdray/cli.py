@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     predict.add_argument("--threads", type=int, default=0, help="CPU threads for the model (default: all cores)")
     serve = sub.add_parser("serve", help="serve a student with Ray Serve: POST /predict, GET /healthz")
-    serve.add_argument("--model", required=True, metavar="DIR", help="an exported student directory")
+    serve.add_argument("--model", required=True, metavar="DIR",
+                       help="an exported student directory, or a run directory (its recommended student)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--runtime", choices=("auto", "onnx", "onnx-int8", "torch"), default="auto")
@@ -205,10 +206,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from xdray.serve.deploy import ServeConfig, serve_forever
+    from xdray.serve.tagger import model_directory
 
-    cfg = ServeConfig(args.model, args.runtime, args.host, args.port, args.replicas, args.max_replicas,
+    model = str(model_directory(args.model).resolve())  # the student folder itself, for every replica
+    cfg = ServeConfig(model, args.runtime, args.host, args.port, args.replicas, args.max_replicas,
                       args.replica_cpus, args.max_batch_size, args.batch_wait_ms)
-    serve_forever(cfg, lambda url: print(f"serving {args.model}: POST {url}/predict with {{\"text\": ...}} or "
+    serve_forever(cfg, lambda url: print(f"serving {model}: POST {url}/predict with {{\"text\": ...}} or "
                                          f"{{\"texts\": [...]}}, GET {url}/healthz; Ctrl-C stops", flush=True))
     return 0
 

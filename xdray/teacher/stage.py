@@ -119,11 +119,12 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
 
 def how_trained(init: str, model: str | None, epochs: float) -> str:
     """What the teacher stage did with the starting model, in words."""
+    span = f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
     if init == "finetuned":
-        done = f"fine-tuned further for {epochs:g} epochs" if epochs else "used as it is (teacher.finetune.epochs 0)"
+        done = f"fine-tuned further for {span}" if epochs else "used as it is (teacher.finetune.epochs 0)"
         return f"checkpoint {model} {done}"
     origin = "a BERT built from the data" if init == "build" else f"pretrained {model} with a new head"
-    return f"{origin}, fine-tuned for {epochs:g} epochs" if epochs else f"{origin}, not fine-tuned (epochs 0)"
+    return f"{origin}, fine-tuned for {span}" if epochs else f"{origin}, not fine-tuned (epochs 0)"
 
 
 def _summary(teacher: TeacherOutput) -> str:

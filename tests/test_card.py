@@ -23,11 +23,21 @@ def test_metadata_reads_back_with_the_measured_numbers(tmp_path):
     path = tmp_path / "README.md"
     path.write_text(render_card(FACTS), encoding="utf-8")
     card = read_card(path)
-    assert card.metadata["language"] == ["de", "en"] and card.metadata["base_model"] == "./ner"
+    assert card.metadata["language"] == ["de", "en"] and "base_model" not in card.metadata, "a path is no hub id"
     (result,) = card.metadata["model-index"][0]["results"]
     assert result["dataset"]["split"] == "validation" and result["metrics"][0]["value"] == 0.75
     assert "| de | 0.7000 | 0.8000 | 0.875 |" in card.text and "compression 40x against the teacher" in card.text
     assert "Latency was not measured" in card.text and "(seed 3)" in card.text
+    from dataclasses import replace
+
+    hub = read_card_of(tmp_path, replace(FACTS, teacher_model="org/bert-ner", compression={}))
+    assert hub.metadata["base_model"] == "org/bert-ner" and "(1,234 parameters) distilled" in hub.text
+
+
+def read_card_of(tmp_path, facts):
+    path = tmp_path / "other.md"
+    path.write_text(render_card(facts), encoding="utf-8")
+    return read_card(path)
 
 
 def test_a_card_without_metadata_and_a_broken_one(tmp_path):

@@ -53,7 +53,7 @@ def test_i_after_o_is_accepted_and_counted(tmp_path):
     ("John\tB-PER\nSmith\tI-PER\textra\n", "x-en.tsv:2: expected 2 columns (token<TAB>TAG) as on the file's "
      "first token line, found 3"),
     ("John\n", "x-en.tsv: expected a token and a tag column, found 1 column"),
-    ("John\tB-PER\n\nSmith\tB_PER\n", "x-en.tsv:3: tag 'B_PER' is not O or PREFIX-TYPE"),
+    ("John\tB-PER\n\nSmith\tB_PER\n", "x-en.tsv:3: 'B_PER' in the tag column (token<TAB>TAG) is not a tag"),
     ("John\tB-PERSON\n", "x-en.tsv:1: unknown tag 'B-PERSON'"),
     (b"ok\tO\n\nbad\xff\xfe\tO\n", "x-en.tsv:3: invalid UTF-8"),
     ("", "x-en.tsv: no sentences"),

@@ -60,5 +60,6 @@ def test_own_conll_files_and_model_to_a_student_used_from_python(ray_local, tmp_
         assert entity["label"] in TYPES and text[entity["start"]:entity["end"]] == entity["text"]
     assert len(tagger.tag_words(text.split())) == 8
     card = tagger.card
-    assert card.metadata["language"] == ["en"] and card.metadata["base_model"].endswith("my-encoder")
+    assert card.metadata["language"] == ["en"] and "base_model" not in card.metadata  # a local folder, no hub id
+    assert "my-encoder with a new head" in card.text
     assert "eng.train (train)" in card.text and "B-MISC" in card.text

@@ -179,3 +179,56 @@ def test_dataset_errors_name_file_and_row(write_experiment, tmp_path):
     (tmp_path / "train.jsonl").write_text('{"words": ["a"], "ner_tags": ["O"]}\n')
     with pytest.raises(DataError, match=r"train.jsonl: no column tokens"):
         load_labelled(load_experiment(write_experiment(raw)))
+
+
+def test_a_comment_inside_a_sentence_keeps_line_numbers_right(tmp_path):
+    path = write(tmp_path, "a-en.txt", "John B-PER\n# a note\nSmith X_PER\n")
+    with pytest.raises(DataError, match=r"a-en.txt:3: 'X_PER' in the tag column"):
+        read_iob_file(path)
+    path = write(tmp_path, "b-en.txt", "John B-PER\n# a note\nSmith I-PER\nis O\n")
+    parsed = read_iob_file(path)
+    assert parsed.line_of(0, 1) == 3 and parsed.line_of(0, 2) == 4
+    from xdray.data.iob import check_tags
+
+    with pytest.raises(DataError, match=r"b-en.txt:3: unknown tag 'I-PER'"):
+        check_tags(parsed, ["O", "B-PER"])
+
+
+def test_the_old_iob_name_keeps_wikiann_order(write_experiment, tmp_path):
+    write(tmp_path, "train.conll", "Rome B-LOC\nAda B-PER\nAcme B-ORG\n")
+    for source, order in (("iob", ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")),
+                          ("conll", ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"))):
+        cfg = load_experiment(write_experiment(tiny_raw(data__labelled={
+            "source": source, "languages": ["en"], "train": "train.conll", "dev": "train.conll"})))
+        assert load_labelled(cfg).labels == order
+
+
+def test_a_finetuned_teacher_and_data_labels_in_another_order_are_refused():
+    teacher = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+    with pytest.raises(DataError, match="leave data.labels out, or give it in the checkpoint's order"):
+        resolve_labels(("O", "B-PER", "I-PER", "B-LOC", "I-LOC"), teacher, "teacher.model 'x'", {"O", "B-PER"}, None)
+
+
+def test_dataset_layout_errors(write_experiment, tmp_path):
+    rows = {"tokens": [["Ada"]], "ner_tags": [[1]]}
+    datasets.Dataset.from_dict(rows, features=FEATURES).save_to_disk(str(tmp_path / "one"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=FEATURES)}).save_to_disk(str(tmp_path / "dd"))
+    cases = [({"path": "one", "languages": ["en"]}, "holds one Dataset, not a DatasetDict"),
+             ({"path": "dd", "languages": ["en"]}, r"dd has no dev split \(expected one of dev, validation, valid; it has train\)"),
+             ({"train": "one", "dev": "one"}, "no lang column, so name the data's one language")]
+    for labelled, message in cases:
+        raw = tiny_raw(data__labelled={"source": "datasets", **labelled})
+        with pytest.raises(DataError, match=message):
+            load_labelled(load_experiment(write_experiment(raw)))
+
+
+def test_parquet_with_large_string_tags(write_experiment, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"tokens": pa.array([["Ada", "sat"]], pa.list_(pa.large_string())),
+                      "ner_tags": pa.array([["B-PER", "O"]], pa.list_(pa.large_string()))})
+    pq.write_table(table, tmp_path / "train.parquet")
+    raw = tiny_raw(data__labelled={"source": "datasets", "train": "train.parquet", "dev": "train.parquet",
+                                   "languages": ["en"]})
+    assert load_labelled(load_experiment(write_experiment(raw))).labels == ("O", "B-PER", "I-PER")

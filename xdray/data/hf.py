@@ -23,12 +23,6 @@ FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "validation", "valid"), "test": ("test",)}
 
 
-def is_dataset_path(path: Path) -> bool:
-    """A save_to_disk folder or a JSON lines / Parquet file (read through `datasets`)."""
-    return path.suffix.lower() in FILE_FORMATS or (path.is_dir() and any(
-        (path / name).exists() for name in ("dataset_dict.json", "dataset_info.json", "state.json")))
-
-
 def open_dataset(path: Path) -> datasets.Dataset | datasets.DatasetDict:
     try:
         if path.is_dir():
@@ -42,14 +36,19 @@ def open_dataset(path: Path) -> datasets.Dataset | datasets.DatasetDict:
         raise DataError(f"{path}: cannot read as a dataset ({type(err).__name__}: {err})") from None
 
 
-def pick_split(opened: datasets.Dataset | datasets.DatasetDict, split: str, path: Path) -> datasets.Dataset | None:
-    """One split of a DatasetDict by xdray's name or its aliases (dev = validation); a plain
-    Dataset is the split it was named for."""
+def pick_split(opened: datasets.Dataset | datasets.DatasetDict, split: str, path: Path,
+               key: str) -> tuple[str, datasets.Dataset] | None:
+    """(its name, the split) of a DatasetDict by xdray's name or its aliases (dev = validation),
+    None where it has none; a plain Dataset is the split its key (train:, dev:, test:) names,
+    and is refused as `path:`, which must hold the splits."""
     if isinstance(opened, datasets.Dataset):
-        return opened
+        if key == "path":
+            raise DataError(f"data.labelled.path: {path} holds one Dataset, not a DatasetDict of splits; name it "
+                            "as data.labelled.train (and give dev: and test: their own)")
+        return split, opened
     for name in SPLIT_ALIASES[split]:
         if name in opened:
-            return opened[name]
+            return name, opened[name]
     return None
 
 
@@ -61,7 +60,7 @@ def tag_names(ds: datasets.Dataset, where: str, labels: Sequence[str] | None) ->
     if isinstance(inner, datasets.ClassLabel):
         return list(inner.names)
     dtype = getattr(inner, "dtype", "")
-    if dtype == "string":
+    if dtype in ("string", "large_string"):  # Polars and pyarrow write either
         return None
     if not labels:
         raise DataError(f"{where}: ner_tags are integers with no ClassLabel names; list the tag names in "
@@ -69,9 +68,10 @@ def tag_names(ds: datasets.Dataset, where: str, labels: Sequence[str] | None) ->
     return list(labels)
 
 
-def read_dataset(ds: datasets.Dataset, where: str, lang: str, scheme: str,
+def read_dataset(ds: datasets.Dataset, where: str, lang: str | None, scheme: str,
                  labels: Sequence[str] | None) -> IobFile:
-    """Rows of a dataset as sentences with IOB2 string tags (IobFile, one row a sentence)."""
+    """Rows of a dataset as sentences with IOB2 string tags (IobFile, one row a sentence); the
+    language from a `lang` column, else `lang` (None: the data must have the column)."""
     missing = [c for c in ("tokens", "ner_tags") if c not in ds.column_names]
     if missing:
         raise DataError(f"{where}: no column {', '.join(missing)} (expected tokens and ner_tags; "
@@ -80,6 +80,9 @@ def read_dataset(ds: datasets.Dataset, where: str, lang: str, scheme: str,
     converter = TagConverter(scheme, where)
     out = IobFile(path=Path(where), step=0, label_order=tuple(names) if names and names != list(labels or []) else None)
     langs = ds["lang"] if "lang" in ds.column_names else None
+    if langs is None and lang is None:
+        raise DataError(f"{where}: no lang column, so name the data's one language in data.labelled.languages "
+                        "(e.g. [en])")
     for row, (tokens, tags) in enumerate(zip(ds["tokens"], ds["ner_tags"])):
         number = row + 1
         if len(tokens) != len(tags):
@@ -92,7 +95,7 @@ def read_dataset(ds: datasets.Dataset, where: str, lang: str, scheme: str,
                 raise DataError(f"{where}:{number}: tag id {bad} is outside the {len(names)} tag names")
             tags = [names[t] for t in tags]
         out.tokens.append([str(t) for t in tokens])
-        out.tags.append(converter.convert(tags, number, step=0))
+        out.tags.append(converter.convert(tags, [number] * len(tags)))
         out.langs.append(langs[row] if langs else lang)
         out.first_lines.append(number)
     converter.check()

@@ -43,8 +43,17 @@ class IobFile:
     langs: list[str] = field(default_factory=list)
     first_lines: list[int] = field(default_factory=list)  # line of each sentence's first token
     step: int = 1  # lines from one word to the next (0 where a sentence is one row of a dataset)
+    # the lines of the words of a sentence that a `#` comment interrupts, by sentence index
+    scattered: dict[int, list[int]] = field(default_factory=dict)
     label_order: tuple[str, ...] | None = None  # the order the source gives its tags (a ClassLabel's)
     i_after_o: int = 0  # I-X tags that begin an entity in an iob2 file (WikiANN has them; kept as is)
+
+
+    def line_of(self, sentence: int, word: int) -> int:
+        """The line (or dataset row) of one word, for messages."""
+        if sentence in self.scattered:
+            return self.scattered[sentence][word]
+        return self.first_lines[sentence] + word * self.step
 
 
 def language_from_filename(path: Path) -> str | None:
@@ -136,17 +145,19 @@ def read_iob_file(path: str | Path, labels: Sequence[str] | None = None, lang: s
                         "file name has no language code (expected e.g. train-en.tsv)")
     converter = TagConverter(scheme, str(path))
     result = IobFile(path=path)
-    sentence: list[tuple[str, str]] = []
-    sentence_lang, first_line = file_lang or "und", 0
+    sentence: list[tuple[str, str, int]] = []  # (token, tag, line)
+    sentence_lang = file_lang or "und"
 
     def close_sentence() -> None:
         nonlocal sentence
         if sentence:
-            result.tokens.append([t for t, _ in sentence])
-            tags = [g for _, g in sentence]
-            result.tags.append(converter.convert(tags, first_line) if scheme else tags)
+            tags, numbers = [g for _, g, _ in sentence], [n for _, _, n in sentence]
+            if numbers[-1] - numbers[0] != len(numbers) - 1:
+                result.scattered[len(result.tokens)] = numbers
+            result.tokens.append([t for t, _, _ in sentence])
+            result.tags.append(converter.convert(tags, numbers) if scheme else tags)
             result.langs.append(sentence_lang)
-            result.first_lines.append(first_line)
+            result.first_lines.append(numbers[0])
         sentence = []
 
     for number, line in enumerate(lines, start=1):
@@ -171,9 +182,7 @@ def read_iob_file(path: str | Path, labels: Sequence[str] | None = None, lang: s
             prefix, token = _PREFIX.match(token).groups()
             if not sentence:
                 sentence_lang = lang or prefix
-        if not sentence:
-            first_line = number
-        sentence.append((token, tag))
+        sentence.append((token, tag, number))
     close_sentence()
     if scheme:
         converter.check()
@@ -189,8 +198,8 @@ def check_tags(parsed: IobFile, labels: Sequence[str]) -> None:
     """Every tag of the file must be in `labels`; the error names the first line of the first
     one that is not."""
     known = set(labels)
-    for tags, first in zip(parsed.tags, parsed.first_lines):
+    for index, tags in enumerate(parsed.tags):
         for offset, tag in enumerate(tags):
             if tag not in known:
-                raise DataError(f"{parsed.path}:{first + offset * parsed.step}: unknown tag {tag!r} (expected one of "
-                                f"{', '.join(labels)})")
+                raise DataError(f"{parsed.path}:{parsed.line_of(index, offset)}: unknown tag {tag!r} (expected one "
+                                f"of {', '.join(labels)})")

@@ -23,7 +23,7 @@ import datasets
 
 from xdray.data.schema import WIKIANN_LABELS, DataConfig, LabelledConfig, UnlabelledConfig
 from xdray.data import synthetic
-from xdray.data.hf import open_dataset, pick_split, read_dataset
+from xdray.data.hf import SPLIT_ALIASES, open_dataset, pick_split, read_dataset
 from xdray.data.iob import Columns, IobFile, check_tags, read_iob_file
 from xdray.data.tags import entity_types, labels_from_tags
 from xdray.core.errors import DataError
@@ -98,6 +98,16 @@ def _synthetic_parts(cfg: LabelledConfig) -> dict[str, list[IobFile]]:
     return parts
 
 
+def _legacy_order(parts: dict[str, list[IobFile]]) -> dict[str, list[IobFile]]:
+    """`source: iob` (the older name of conll) keeps WikiANN's label order where the tags fit in
+    it, as it had before labels were read from the data: configs that named no labels keep
+    their trial keys and the order of their models' outputs."""
+    for files in parts.values():
+        for part in files:
+            part.label_order = WIKIANN_LABELS
+    return parts
+
+
 def _conll_file(cfg: LabelledConfig, path: Path, lang: str) -> IobFile:
     return read_iob_file(path, lang=lang, scheme=cfg.scheme, columns=Columns(cfg.token_column, cfg.tag_column))
 
@@ -132,18 +142,23 @@ def _existing(base: ExperimentConfig, path: str, key: str) -> Path:
 
 def _datasets_parts(cfg: LabelledConfig, declared: Sequence[str], base: ExperimentConfig) -> dict[str, list[IobFile]]:
     """A DatasetDict folder (path:) and/or one dataset file or folder per split."""
-    lang = cfg.languages[0] if len(cfg.languages) == 1 else "und"
-    sources = {split: (_existing(base, p, f"data.labelled.{split}"), None) for split, p in cfg.split_files.items()}
+    lang = cfg.languages[0] if len(cfg.languages) == 1 else None
+    sources = {split: (_existing(base, p, f"data.labelled.{split}"), split) for split, p in cfg.split_files.items()}
     if cfg.path:
         folder = _existing(base, cfg.path, "data.labelled.path")
         for split in SPLITS:
-            sources.setdefault(split, (folder, split))
+            sources.setdefault(split, (folder, "path"))
     parts: dict[str, list[IobFile]] = {}
-    for split, (path, name) in sources.items():
-        ds = pick_split(open_dataset(path), split, path)
-        if ds is None:
-            continue  # a DatasetDict without this split: train and dev are checked later
-        where = f"{path}[{name}]" if name and path.is_dir() else str(path)
+    for split, (path, key) in sources.items():
+        opened = open_dataset(path)
+        picked = pick_split(opened, split, path, key)
+        if picked is None:
+            if split != "test":
+                raise DataError(f"data.labelled.{key}: {path} has no {split} split (expected one of "
+                                f"{', '.join(SPLIT_ALIASES[split])}; it has {', '.join(opened)})")
+            continue
+        name, ds = picked
+        where = f"{path}[{name}]" if isinstance(opened, datasets.DatasetDict) else str(path)
         parts[split] = [read_dataset(ds, where, lang, cfg.scheme, declared or None)]
     return parts
 
@@ -177,6 +192,10 @@ def resolve_labels(declared: Sequence[str], required: Sequence[str] | None, requ
     given; then the source's own order where it covers the data; else O and B-/I- of each type
     seen, alphabetically."""
     if required is not None:
+        if declared and list(declared) != list(required):  # ids named by data.labels would be renamed
+            raise DataError(f"{required_from}: the checkpoint's labels {list(required)} and data.labels "
+                            f"{list(declared)} differ; with init: finetuned the checkpoint's id2label is the label "
+                            "list: leave data.labels out, or give it in the checkpoint's order")
         theirs = entity_types(required)
         for name, tags in (("the data", seen), ("data.labels", declared)):
             ours = entity_types(tags)
@@ -218,7 +237,9 @@ def _index_parts(parts: dict[str, list[IobFile]], labels: Sequence[str], cfg: La
 
 def read_labelled_parts(cfg: LabelledConfig, declared: Sequence[str], base: ExperimentConfig) -> dict[str, list[IobFile]]:
     """Every labelled split of the configured source as sentences with IOB2 string tags."""
-    if cfg.source in ("conll", "iob"):
+    if cfg.source == "iob":
+        return _legacy_order(_conll_parts(cfg, base))
+    if cfg.source == "conll":
         return _conll_parts(cfg, base)
     if cfg.source == "datasets":
         return _datasets_parts(cfg, declared, base)

@@ -64,13 +64,12 @@ class TagConverter:
     stats: SchemeStats = field(default_factory=SchemeStats)
     i_after_o: int = 0  # iob2: I- tags that begin an entity, kept as they are (WikiANN has them)
 
-    def convert(self, tags: Sequence[str], first_line: int, step: int = 1) -> list[str]:
-        """IOB2 tags for one sentence whose first tag is on line `first_line`, the next ones
-        `step` lines further each (1 in a column file; 0 where a sentence is one row)."""
+    def convert(self, tags: Sequence[str], lines: Sequence[int]) -> list[str]:
+        """IOB2 tags for one sentence; `lines[k]` is where tag k is (its line in a column file,
+        its row in a dataset), for messages."""
         out: list[str] = []
         previous = ""  # type of the previous word ("" after O)
-        for offset, tag in enumerate(tags):
-            line = first_line + offset * step
+        for tag, line in zip(tags, lines):
             parts = split_tag(tag)
             if parts is None:
                 raise DataError(f"{self.where}:{line}: tag {tag!r} is not O or PREFIX-TYPE "

@@ -67,9 +67,14 @@ def _metadata(f: CardFacts) -> dict[str, Any]:
     meta = {"language": f.languages, "license": "other", "library_name": "xdray",
             "pipeline_tag": "token-classification", "tags": ["token-classification", "ner", "distillation", "bilstm"],
             "model-index": [{"name": f.name, "results": results}]}
-    if f.teacher_model:
+    if f.teacher_model and _is_hub_id(f.teacher_model):  # a hub's base_model is a model id, not a path
         meta["base_model"] = f.teacher_model
     return meta
+
+
+def _is_hub_id(ref: str) -> bool:
+    """`owner/name` or `name`, not a local path or a `package:` reference."""
+    return not ref.startswith((".", "/", "~", "package:")) and ref.count("/") <= 1 and not Path(ref).exists()
 
 
 def _f1_table(f: CardFacts) -> list[str]:
@@ -110,10 +115,10 @@ def _forms_table(f: CardFacts) -> list[str]:
 
 def render_card(f: CardFacts) -> str:
     meta = yaml.safe_dump(_metadata(f), sort_keys=False, allow_unicode=True)
-    comp = ", ".join(f"compression {x:g}x against {who}" for who, x in f.compression.items())
+    comp = "".join(f"; compression {x:g}x against {who}" for who, x in f.compression.items())
     body = [
         f"# {f.name}", "",
-        f"A BiLSTM named-entity tagger ({f.params:,} parameters; {comp}) distilled with xdray, after "
+        f"A BiLSTM named-entity tagger ({f.params:,} parameters{comp}) distilled with xdray, after "
         f"XtremeDistil (Mukherjee & Awadallah, ACL 2020). The teacher: {f.teacher}.", "",
         f"Labels: {', '.join(f.labels)} (IOB2). Languages: {', '.join(f.languages)}.", "",
         "## Use", "",

@@ -60,7 +60,7 @@ class LabelledConfig:
                     f"names a file, which source '{self.source}' does not read (use conll or datasets)")
             require(self.source == "datasets" and bool(self.path) or "train" in files, "train",
                     "is required when the splits are named one file each")
-            require(len(self.languages) == 1, "languages",
+            require(self.source == "datasets" or len(self.languages) == 1, "languages",  # datasets: or a lang column
                     f"must name the one language of the split files (e.g. [en]), got {list(self.languages)}")
         elif self.source in ("conll", "iob"):
             require("{split}" in self.file_pattern, "file_pattern", "must contain {split}")

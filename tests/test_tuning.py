@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, built_raw
+from conftest import PANX, REPO, built_raw
 from xdray.config import config_from_dict, load_experiment
 from xdray.core.errors import XdrayError
 from xdray.core.loader import config_to_dict
@@ -130,9 +130,18 @@ def test_trial_keys_follow_training_settings_only(study):
 def test_trial_keys_survive_new_settings():
     """The key the English MiniLM study's E100-H200 trained under before student.rep_projection
     existed: a setting added later (tuning.ADDED_SETTINGS) must not orphan trials of existing runs."""
+    from xdray.config import with_labels
+    from xdray.data.schema import WIKIANN_LABELS
     from xdray.distill.keys import trial_key
+    from xdray.pipeline import labelled_data
 
     cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml")
+    # The key hashes the labels a run resolves (source: iob keeps WikiANN's order where it has no list)
+    if PANX.is_dir():
+        cfg = labelled_data(cfg)[0]  # its path, ../../shared/data/panx, is PANX
+        assert cfg.data.labels == WIKIANN_LABELS
+    else:
+        cfg = with_labels(cfg, WIKIANN_LABELS)
     assert trial_key(cfg) == "E100-H200-b7d3c04e"
 
 

@@ -78,7 +78,7 @@ def read_dataset(ds: datasets.Dataset, where: str, lang: str | None, scheme: str
                         f"found {', '.join(ds.column_names)})")
     names = tag_names(ds, where, labels)
     converter = TagConverter(scheme, where)
-    out = IobFile(path=Path(where), step=0, label_order=tuple(names) if names and names != list(labels or []) else None)
+    out = IobFile(path=Path(where), step=0, label_order=tuple(names) if names else None)
     langs = ds["lang"] if "lang" in ds.column_names else None
     if langs is None and lang is None:
         raise DataError(f"{where}: no lang column, so name the data's one language in data.labelled.languages "

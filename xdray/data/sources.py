@@ -25,7 +25,7 @@ from xdray.data.schema import WIKIANN_LABELS, DataConfig, LabelledConfig, Unlabe
 from xdray.data import synthetic
 from xdray.data.hf import SPLIT_ALIASES, open_dataset, pick_split, read_dataset
 from xdray.data.iob import Columns, IobFile, check_tags, read_iob_file
-from xdray.data.tags import entity_types, labels_from_tags
+from xdray.data.tags import entity_types, is_iob2_list, labels_from_tags
 from xdray.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -180,9 +180,7 @@ def source_labels(parts: dict[str, list[IobFile]]) -> tuple[str, ...] | None:
     """The label order the source gives its tags (a ClassLabel's names, synthetic's list) where
     it is IOB2 with O first; None when the order is to come from the tags themselves."""
     order = next((p.label_order for files in parts.values() for p in files if p.label_order), None)
-    if order and order[0] == "O" and all(t[:2] in ("B-", "I-") and len(t) > 2 for t in order[1:]):
-        return order
-    return None
+    return order if order and is_iob2_list(order) else None
 
 
 def resolve_labels(declared: Sequence[str], required: Sequence[str] | None, required_from: str,

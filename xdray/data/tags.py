@@ -140,5 +140,10 @@ def labels_from_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return ("O",) + tuple(f"{p}-{kind}" for kind in kinds for p in ("B", "I"))
 
 
+def is_iob2_list(labels: Sequence[str]) -> bool:
+    """O first, then only B-TYPE / I-TYPE tags (what data.labels requires, in data.schema)."""
+    return bool(labels) and labels[0] == "O" and all(t[:2] in ("B-", "I-") and len(t) > 2 for t in labels[1:])
+
+
 def entity_types(labels: Iterable[str]) -> set[str]:
     return {tag[2:] for tag in labels if tag != "O"}

@@ -19,6 +19,7 @@ import torch
 from xdray.core.errors import TeacherError
 from xdray.data.encode import Encoded, require_fast
 from xdray.data.sources import LabelledData
+from xdray.data.tags import is_iob2_list
 from xdray.data.windows import evaluate_words
 from xdray.teacher.wordpiece import train_wordpiece
 
@@ -117,7 +118,7 @@ def checkpoint_labels(cfg: "ExperimentConfig") -> tuple[str, ...]:
     except (OSError, ValueError) as err:
         raise TeacherError(f"teacher.model: cannot read the config of {ref!r}: {err}{_hub_hint(ref)}") from None
     names = tuple(config.id2label[i] for i in range(config.num_labels))
-    if names[0] != "O" or any(not (t[:2] in ("B-", "I-") and len(t) > 2) for t in names[1:]):
+    if not is_iob2_list(names):
         raise TeacherError(f"teacher.model {ref!r}: its labels {list(names)} are not IOB2 with O first "
                            "(init: finetuned needs a token classifier with IOB2 labels; use init: pretrained "
                            "to train a new head)")

@@ -98,13 +98,15 @@ def test_a_seeded_tiny_student_gives_pinned_metrics(tiny_built, tmp_path):
     metric shows up here, not as a vague drift in a study."""
     from xdray.config import config_from_dict
     from xdray.distill.trial import prepare, train_student
+    from xdray.distill.tuning import trial_settings
 
     cfg, data, teacher, transfer = tiny_built
     raw = config_to_dict(cfg)
     raw["distill"]["stages"] = PINNED_PLAN
     raw["student"].update(embedding_dim=16, hidden_size=8)
     student_cfg = config_from_dict(raw)
-    final = train_student(student_cfg, tmp_path / "trial", prepare(student_cfg, teacher.path, None, data),
+    settings = trial_settings(student_cfg)
+    final = train_student(settings, tmp_path / "trial", prepare(settings, teacher.path, None, data),
                           tensorboard=False)
     (history,) = final["history"]
     assert (final["params"], history["epochs"], history["best_epoch"]) == PINNED["shape"]

@@ -1,4 +1,4 @@
-from xdray.frontier.report import pareto_front, recommend
+from xdray.frontier.frontier import pareto_front, recommend
 
 POINTS = [
     {"name": "a", "f1": 0.80, "params": 100, "retention": 0.90},  # smallest

@@ -69,6 +69,7 @@ def test_a_student_learns_from_it_and_tags_every_word(e5_pipeline):
     from xdray.config import config_from_dict
     from xdray.core.loader import config_to_dict
     from xdray.distill.trial import prepare, train_student
+    from xdray.distill.tuning import trial_settings
     from xdray.serve.tagger import Tagger
 
     def tag(path, sentences, runtime="auto"):
@@ -80,9 +81,9 @@ def test_a_student_learns_from_it_and_tags_every_word(e5_pipeline):
     raw["distill"]["stages"] = [{"name": "logits", "loss": "logit", "unfreeze": "all", "max_epochs": 1},
                                 {"name": "labels", "loss": "ce", "unfreeze": "all", "max_epochs": 1}]
     student_cfg = config_from_dict(raw)
-    td = prepare(student_cfg, teacher.path, transfer.path, data)
+    td = prepare(trial_settings(student_cfg), teacher.path, transfer.path, data)
     assert td.pad_id == 1 and td.vocab.map(torch.tensor([1, 3])).tolist() == [0, 1]  # <pad>, <unk> first
-    final = train_student(student_cfg, root / "trial", td, tensorboard=False)
+    final = train_student(trial_settings(student_cfg), root / "trial", td, tensorboard=False)
     assert final["params"] > 0 and 0 <= final["dev"]["f1_mean"] <= 1
     student_dir = root / "trial" / "student"
     sentences = [list(t) for t in data.splits["dev"]["tokens"][:30]]

@@ -9,7 +9,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from xdray.config import config_from_dict
 from xdray.core.loader import config_to_dict
 from xdray.distill.schedule import expand
-from xdray.distill.trial import prepare, train_student as run_trial, train_substage
+from xdray.distill.loop import train_substage
+from xdray.distill.trial import prepare as prepare_settings, train_student as train_settings
+from xdray.distill.tuning import trial_settings
+
+
+def prepare(cfg, *args, **kwargs):
+    return prepare_settings(trial_settings(cfg), *args, **kwargs)
+
+
+def run_trial(cfg, *args, **kwargs):
+    return train_settings(trial_settings(cfg), *args, **kwargs)
 from xdray.distill.student import load_student
 
 FAST_STAGES = [
@@ -36,12 +46,12 @@ def test_each_sub_stage_trains_exactly_its_groups(tiny_built, td):
     from xdray.distill.trial import build_student
 
     cfg = fast(tiny_built[0])
-    student = build_student(cfg, td)
+    student = build_student(trial_settings(cfg), td)
     plan = expand(cfg.distill.stages)
     for index in (1, 2, 4):  # logits/1, logits/2, logits/4
         sub = plan[index]
         before = {n: p.detach().clone() for n, p in student.named_parameters()}
-        train_substage(student, td, cfg, sub, index)
+        train_substage(student, td, trial_settings(cfg).loop, sub, index)
         changed = {n.split(".")[0] for n, p in student.named_parameters() if not torch.equal(p, before[n])}
         assert changed == set(sub.trainable), sub.name
 

@@ -82,8 +82,11 @@ def test_every_grid_point_is_a_finished_trial(study):
         metrics = json.loads((trial / "metrics.json").read_text())
         assert r.key.startswith(f"E16-H{r.params['student.hidden_size']}-")
         assert metrics["params"] > 0 and 0.3 < metrics["dev"]["f1_mean"] <= 1, "the students learn"
-        assert metrics["int8"]["size_bytes"] < metrics["size_bytes"]
-        assert (trial / "student" / "model.safetensors").exists()
+        assert set(metrics["forms"]) == {"torch-int8", "onnx", "onnx-int8"}, "every form scored by its trial"
+        assert metrics["forms"]["torch-int8"]["size_bytes"] < metrics["size_bytes"]
+        assert metrics["forms"]["onnx-int8"]["size_bytes"] < metrics["forms"]["onnx"]["size_bytes"]
+        for name in ("model.safetensors", "student.onnx", "student.int8.onnx"):
+            assert (trial / "student" / name).exists()
         assert json.loads((trial / "checkpoint" / "state.json").read_text())["done"] == len(FAST_STAGES)
     assert list((run / "tune").glob("experiment_state-*.json")), "Tune's records, for --resume"
 
@@ -232,30 +235,25 @@ def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_buil
 
 @pytest.fixture(scope="module")
 def report(study, tiny_built):
-    from transformers import AutoTokenizer
-
-    from xdray.data.encode import encode_dataset
-    from xdray.frontier.latency import study_latency
-    from xdray.frontier.report import load_study, write_report
+    from xdray.pipeline import report as run_report
 
     cfg, run, results, _ = study
-    tokenizer = AutoTokenizer.from_pretrained(run / "teacher")
-    dev = encode_dataset(tokenizer, tiny_built[1].splits["dev"], cfg.data.max_length)
-    latency = study_latency(cfg, run, run / "teacher", [r.key for r in results], dev, tiny_built[1].labels,
-                            tokenizer.pad_token_id)
-    path, rows = write_report(load_study(run, cfg, latency), run)
+    path, rows = run_report(cfg, run, tiny_built[1], run / "teacher")
+    latency = json.loads((run / "eval" / "latency.json").read_text())
     return cfg, run, results, latency, path, rows
 
 
 def test_latency_times_every_model_on_the_same_batches(report):
+    from xdray.core.records import read_latency
+
     cfg, run, results, latency, _, _ = report
     names = {"teacher"} | {r.key + suffix for r in results for suffix in ("", "+int8", "+onnx", "+onnx-int8")}
     assert set(latency["latency_ms"]) == names
-    assert set(latency["artifacts"]) == {r.key + suffix for r in results for suffix in ("+onnx", "+onnx-int8")}
     for name in names:
         assert set(latency["latency_ms"][name]) == {"1", "8"} and all(v > 0 for v in latency["latency_ms"][name].values())
     assert latency["params"]["teacher"] > max(latency["params"][r.key] for r in results)
-    assert json.loads((run / "eval" / "latency.json").read_text())["latency_ms"] == latency["latency_ms"]
+    assert read_latency(run / "eval" / "latency.json").ms(results[0].key + "+onnx", 8) == \
+        latency["latency_ms"][results[0].key + "+onnx"]["8"], "batch sizes read back as ints"
 
 
 def test_frontier_csv_and_markdown(report):
@@ -274,8 +272,8 @@ def test_frontier_csv_and_markdown(report):
     for row in table:
         key = row["trial_id"].split("+")[0]
         metrics = json.loads((run / "trials" / key / "metrics.json").read_text())
-        scores = (latency["artifacts"][row["trial_id"]] if row["runtime"] == "onnx"
-                  else metrics["int8"] if row["int8"] == "True" else metrics)
+        form = row["runtime"] + ("-int8" if row["int8"] == "True" else "")
+        scores = metrics if form == "torch" else metrics["forms"][form]
         assert float(row["f1_mean"]) == pytest.approx(scores["dev"]["f1_mean"], abs=1e-4)
         assert int(row["params"]) == metrics["params"]
         assert float(row["compression"]) == pytest.approx(latency["params"]["teacher"] / metrics["params"], abs=0.01)
@@ -360,7 +358,7 @@ def test_tensorboard_experiment_declares_the_grid_as_columns(report):
 
 
 def test_report_recommends_the_smallest_student_that_keeps_enough(report):
-    from xdray.frontier.report import recommend
+    from xdray.frontier.frontier import recommend
 
     cfg, run, _, _, path, rows = report
     chosen = json.loads((path / "recommended.json").read_text())["trial_id"]
@@ -396,6 +394,11 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     exported = export_student(run, key)
     assert exported == run / "export" / key
     assert (exported / ONNX_FILE).stat().st_size > 0 and (exported / ONNX_INT8_FILE).stat().st_size > 0
+    scored = json.loads((run / "trials" / key / "metrics.json").read_text())["forms"]
+    for name in (ONNX_FILE, ONNX_INT8_FILE):  # export ships the very graphs the trial scored, with their scores
+        assert (exported / name).read_bytes() == (run / "trials" / key / "student" / name).read_bytes()
+    shipped = json.loads((exported / "metrics.json").read_text())
+    assert shipped["served"]["dev"] == scored["onnx"]["dev"] and shipped["forms"]["onnx-int8"]["file"] == ONNX_INT8_FILE
     student, vocab, labels, tokenizer = load_student(exported)
 
     # Tagging the dev sentences word by word reproduces the trial's dev F1.

@@ -279,13 +279,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     student. Each skips itself when its output is current, so a rerun resumes."""
     ctx = _context(args)
     from xdray import pipeline
-    from xdray.core.rundir import MAIN_REPORT
-    from xdray.frontier.report import RECOMMENDED_FILE
 
-    code = pipeline.tune(ctx, None, resume=False)
-    if json.loads((ctx.run_dir / MAIN_REPORT / RECOMMENDED_FILE).read_text())["trial_id"]:
-        pipeline.export(ctx.run_dir, None)
-    return code
+    return pipeline.run(ctx)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from xdray.core.loader import config_to_dict
 from xdray.data.sources import LabelledData, check_unlabelled, load_labelled
 from xdray.distill.keys import transfer_key, trial_key
 from xdray.distill.space import SearchSpace
-from xdray.distill.tuning import needs_transfer, read_index, run_tune_study, transfer_variants
+from xdray.distill.tuning import needs_transfer, read_index, run_tune_study, trial_settings, transfer_variants
 from xdray.teacher.stage import TeacherOutput, run_teacher_stage
 from xdray.transfer.stage import TransferOutput, build_transfer_set
 
@@ -82,7 +82,8 @@ def train_one(ctx: Context) -> tuple[dict, TeacherOutput]:
     t = teacher(ctx)
     tr = transfer(ctx, t) if needs_transfer(ctx.cfg) else None
     output = f"{TRAIN_DIR}/{trial_key(ctx.cfg)}"
-    stage = trial_stage(ctx.cfg, output, lambda: prepare(ctx.cfg, t.path, tr.path if tr else None, ctx.data),
+    settings = trial_settings(ctx.cfg)
+    stage = trial_stage(settings, output, lambda: prepare(settings, t.path, tr.path if tr else None, ctx.data),
                         keep_tensorboard=True)  # no report draws it: its curves stay with it
     done = run_stage(ctx.run_dir, stage)
     return {**done.value, "path": str(done.path)}, t
@@ -126,26 +127,43 @@ def tune(ctx: Context, space_file: str | None, resume: bool) -> int:
     return 1 if failed else 0
 
 
+def run(ctx: Context) -> int:
+    """`xdray run`: the whole study, then the export of the recommended student, where there is one."""
+    from xdray.core.records import read_recommendation
+
+    code = tune(ctx, None, resume=False)
+    recommendation = read_recommendation(ctx.run_dir / MAIN_REPORT)
+    if recommendation is not None and recommendation.trial_id:
+        export(ctx.run_dir, None)
+    return code
+
+
 def report(cfg: ExperimentConfig, run_dir: Path, data: LabelledData, teacher_dir: Path,
-           study: str | None = None) -> None:
-    """Latency of the study's finished students, then the frontier report."""
+           study: str | None = None) -> tuple[Path, list[dict]]:
+    """Latency of the study's finished students, then the frontier report; returns its (path, rows)."""
     from transformers import AutoTokenizer
 
+    from xdray.core.runtime import init_ray
     from xdray.data.encode import encode_dataset
     from xdray.frontier.board import BOARD_DIR
-    from xdray.frontier.latency import study_latency
+    from xdray.frontier.latency import Resources, study_latency
     from xdray.frontier.report import load_study, write_report
 
-    keys = [t.key for t in read_index(run_dir, study)[0] if t.status == "done"]
+    keys = read_index(run_dir, study).done
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     dev = encode_dataset(tokenizer, data.splits["dev"], cfg.data.max_length)
-    latency = study_latency(cfg, run_dir, teacher_dir, keys, dev, data.labels, tokenizer.pad_token_id, study)
-    path, rows = write_report(load_study(run_dir, cfg, latency, study), run_dir, study)
+    init_ray(cfg.runtime)
+    s = cfg.search
+    latency = study_latency(cfg.eval, Resources(s.cpus_per_trial, s.gpus_per_trial, dict(s.resources_per_trial)),
+                            cfg.seed, run_dir, teacher_dir, keys, dev.input_ids, tokenizer.pad_token_id, study)
+    shape = {"embedding_dim": cfg.student.embedding_dim, "hidden_size": cfg.student.hidden_size}
+    path, rows = write_report(load_study(run_dir, cfg.name, cfg.eval, cfg.report, shape, latency, study), run_dir, study)
     best = next((r for r in rows if r["recommended"]), None)
     print(f"report {path}: {len(rows)} frontier rows, {sum(r['pareto'] for r in rows)} on the Pareto front; "
           + (f"recommended {best['trial_id']} (dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
              f"compression {best['compression']:g}x)" if best else "no student meets report.min_retention"))
     print(f"compare the trials: tensorboard --logdir {path / BOARD_DIR}")
+    return path, rows
 
 
 def pull_run(run_dir: Path, study: str | None = None) -> None:
@@ -155,7 +173,7 @@ def pull_run(run_dir: Path, study: str | None = None) -> None:
         return
     store.pull_many(run_dir, (CONFIG_FILE, TEACHER_DIR, MAIN_INDEX, MAIN_LATENCY, MAIN_REPORT, STUDIES_DIR),
                     refresh=True)
-    store.pull_many(run_dir, (trial_dir(t.key) for t in read_index(run_dir, study)[0]), refresh=True)
+    store.pull_many(run_dir, (trial_dir(t.key) for t in read_index(run_dir, study).trials), refresh=True)
 
 
 def export(run_dir: Path, trial: str | None) -> Path:

@@ -53,19 +53,19 @@ def xdray_epoch(student, td, cfg, batch_size: int) -> tuple[float, int]:
     from xdray.distill.schedule import SubStage
     from xdray.distill.schema import StageConfig
     from xdray.distill.student import UNFREEZE_ORDER
-    from xdray.distill.trial import batches, loss_of, train_epoch
+    from xdray.distill.loop import LoopSettings, batches, loss_of, train_epoch
 
     sub = SubStage(StageConfig(name="logits", loss="logit", batch_size=batch_size), 1, UNFREEZE_ORDER)
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
     tokens = [0]
 
     def stream():
-        for b in batches(td, cfg, sub, "train", 0):
+        for b in batches(td, LoopSettings(cfg.seed, cfg.distill.heldout_fraction), sub, "train", 0):
             tokens[0] += b.tokens
             yield b
 
     started = time.perf_counter()
-    train_epoch(student, optimizer, stream(), lambda b: loss_of(student, b, cfg, sub, None))
+    train_epoch(student, optimizer, stream(), lambda b: loss_of(student, b, sub, None))
     return time.perf_counter() - started, tokens[0]
 
 
@@ -75,6 +75,7 @@ def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, b
     from xdray.core.runtime import torch_threads
     from xdray.distill.student import BiLSTMStudent, StudentSpec
     from xdray.distill.trial import prepare
+    from xdray.distill.tuning import trial_settings
 
     sentences, langs, source = bench_sentences(n, panx)
     cores = os.cpu_count() or 1
@@ -83,7 +84,7 @@ def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, b
         teacher_dir = bench_teacher(tmp / "teacher", sentences, 128, 2)
         _, manifest, path = xdray_transfer(teacher_dir, sentences, langs, tmp / "run", -1, max_length, cores)
         cfg = config_from_dict({"name": "bench", "distill": {"heldout_fraction": 0.01}})
-        td = prepare(cfg, teacher_dir, path, None, labels=WIKIANN_LABELS)
+        td = prepare(trial_settings(cfg), teacher_dir, path, None, labels=WIKIANN_LABELS)
 
         def student():
             torch.manual_seed(0)

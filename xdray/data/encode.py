@@ -115,3 +115,12 @@ def encode_dataset(tokenizer: Any, dataset: Any, max_length: int, with_labels: b
     if with_labels:
         out.words = word_view(tokenizer, dataset["tokens"], max_length, dataset["ner_tags"])
     return out
+
+
+def encode_splits(tokenizer: Any, data: Any, max_length: int) -> dict[str, Encoded]:
+    """Every split of a LabelledData encoded, each split's encoding warnings logged once."""
+    encoded = {}
+    for split, ds in data.splits.items():
+        encoded[split] = encode_dataset(tokenizer, ds, max_length)
+        encoded[split].stats.log(f"teacher/{split}")
+    return encoded

@@ -19,7 +19,6 @@ test). The trial's own checkpoint is published atomically and is always the late
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -30,16 +29,17 @@ from typing import Any
 from xdray.config import ExperimentConfig, config_from_dict
 from xdray.core import store
 from xdray.core.errors import ConfigError, XdrayError
-from xdray.core.files import atomic_write_json
 from xdray.core.loader import apply_overrides, config_to_dict
 from xdray.core.metrics import DEV_F1
+from xdray.core.records import StudyIndex, TrialResult, read_index as read_index_file, write_index
 from xdray.core.rundir import MAIN_INDEX, TEACHER_DIR, TUNE_DIR, study_path, trial_dir
 from xdray.core.stage import Stage, Work, run_stage
 from xdray.distill.keys import transfer_key, trial_key
 from xdray.distill.schedule import expand
 from xdray.distill.schema import SchedulerConfig
 from xdray.distill.space import SearchSpace, SpaceEntry, describe, short_name
-from xdray.distill.trial import TRANSFER_LOSSES
+from xdray.distill.loop import TRANSFER_LOSSES
+from xdray.distill.trial import TrialSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict
 def trial_config(base: dict, params: dict) -> ExperimentConfig:
     """The experiment (as config_to_dict gives it) with one trial's values applied."""
     return config_from_dict(apply_overrides(base, params), "trial")
+
+
+def trial_settings(cfg: ExperimentConfig) -> TrialSettings:
+    """The sections of the experiment a trial reads."""
+    return TrialSettings(cfg.student, cfg.distill, cfg.seed, cfg.data.max_length, cfg.search.gpus_per_trial,
+                         max(1, int(cfg.search.cpus_per_trial)))
 
 
 def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[ExperimentConfig]:
@@ -119,17 +125,19 @@ def tune_trainable(params: dict, inputs: StudyInputs) -> None:
     run_dir = Path(inputs.run_dir)
     substages = len(expand(cfg.distill.stages))
     transfer = inputs.transfers.get(transfer_key(cfg)) if needs_transfer(cfg) else None
-    if inputs.remote:  # a node that may never have seen this run: its inputs come from storage
+    if inputs.remote:  # a node that may never have seen this run: it reads the trial from storage
         store.attach(run_dir, inputs.remote)
-        store.pull_many(run_dir, [TEACHER_DIR] + ([str(Path(transfer).relative_to(run_dir))] if transfer else []))
 
     def report(metrics: dict) -> None:
         tune.report({**_scalars(metrics), "trial_key": key, "done": False})
 
     def data():
-        return prepare(cfg, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
+        if inputs.remote:  # only a trial with something to train pulls the teacher and transfer set
+            store.pull_many(run_dir, [TEACHER_DIR] + ([str(Path(transfer).relative_to(run_dir))] if transfer else []))
+        settings = trial_settings(cfg)
+        return prepare(settings, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
 
-    final = run_stage(run_dir, trial_stage(cfg, trial_dir(key), data, report)).value
+    final = run_stage(run_dir, trial_stage(trial_settings(cfg), trial_dir(key), data, report)).value
     tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
                  DEV_F1: final["dev"]["f1_mean"], "params": final["params"],
                  "node_id": ray.get_runtime_context().get_node_id()})
@@ -183,15 +191,6 @@ def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbo
                       tune_config=tune_config, run_config=run_config)
 
 
-@dataclass(frozen=True)
-class TrialResult:
-    key: str
-    params: dict
-    status: str  # done | stopped | error
-    error: str | None = None
-    node_id: str | None = None  # the Ray node that finished it
-
-
 def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
                  transfers: dict[str, Path], resume: bool, progress: bool, study: str | None):
     """A new Tuner over the space, or (resume) the interrupted one restored."""
@@ -230,12 +229,11 @@ def run_tune_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, tea
     def build(work: Work) -> None:
         results = [_result(base, r) for r in _study_tuner(cfg, space, run_dir, teacher_dir, transfers, resume,
                                                           progress, study).fit()]
-        atomic_write_json(work.staging, {"space": list(space.keys), "trials": [r.__dict__ for r in results]})
+        write_index(work.staging, StudyIndex(results, list(space.keys)))
 
-    stage = Stage(name="tune", output=study_path(study, MAIN_INDEX), load=_read_index_file, build=build,
+    stage = Stage(name="tune", output=study_path(study, MAIN_INDEX), load=read_index_file, build=build,
                   cached=False)
-    results, _ = run_stage(run_dir, stage).value
-    return results
+    return run_stage(run_dir, stage).value.trials
 
 
 def _result(base: dict, result) -> TrialResult:
@@ -247,18 +245,10 @@ def _result(base: dict, result) -> TrialResult:
     return TrialResult(key, params, "done" if metrics.get("done") else "stopped", node_id=metrics.get("node_id"))
 
 
-def _read_index_file(path: Path) -> tuple[list[TrialResult], list[str]] | None:
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return [TrialResult(**t) for t in index["trials"]], index["space"]
-
-
-def read_index(run_dir: Path, study: str | None = None) -> tuple[list[TrialResult], list[str]]:
+def read_index(run_dir: Path, study: str | None = None) -> StudyIndex:
     """The study's trials and searched keys."""
     path = run_dir / study_path(study, MAIN_INDEX)
-    index = _read_index_file(path)
+    index = read_index_file(path)
     if index is None:
         raise XdrayError(f"{path}: no trials yet; run `xdray tune` (or `xdray run`) first")
     return index

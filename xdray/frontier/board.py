@@ -18,12 +18,11 @@ remote trial draws the same as one that ran here, and the view is rebuilt whole 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from xdray.core.rundir import trial_dir
-from xdray.distill.trial import METRICS_FILE, write_history
+from xdray.core.records import Form
+from xdray.distill.board import write_history
 
 BOARD_DIR, TEACHER_RUN, FRONTIER_RUN = "tensorboard", "teacher", "frontier"
 FRONTIER_METRICS = ("params", "size_mb", "compression", "compression_ref", "retention", "pareto", "recommended",
@@ -32,7 +31,7 @@ FRONTIER_METRICS = ("params", "size_mb", "compression", "compression_ref", "rete
 
 def serving_format(row: dict) -> str:
     """torch, torch-int8, onnx or onnx-int8: the HParams column that tells a trial's forms apart."""
-    return row["runtime"] + ("-int8" if row["int8"] else "")
+    return Form.split(row["trial_id"])[1].value
 
 
 def hparam_names(rows: list[dict], space_keys: list[str]) -> list[str]:
@@ -129,16 +128,15 @@ def write_teacher(directory: Path, teacher: dict) -> None:
                 writer.add_scalar(f"teacher/dev_f1_{lang}", f1, point["epoch"])
 
 
-def write_board(rows: list[dict], run_dir: Path, teacher: dict, space_keys: list[str], batch_sizes: list[int],
-                figures: dict, text: str, directory: Path) -> None:
-    """The whole view into `directory` (the report's staging place, so it is rebuilt whole)."""
+def write_board(rows: list[dict], histories: dict[str, list[dict]], teacher: dict, space_keys: list[str],
+                batch_sizes: list[int], figures: dict, text: str, directory: Path) -> None:
+    """The whole view into `directory` (the report's staging place, so it is rebuilt whole);
+    `histories`: trial key -> its sub-stages' records."""
     from torch.utils.tensorboard import SummaryWriter
 
     hparams = hparam_names(rows, space_keys)
-    histories = {r["trial_id"]: json.loads((run_dir / trial_dir(r["trial_id"]) / METRICS_FILE).read_text())["history"]
-                 for r in rows if "+" not in r["trial_id"]}
     for row in rows:
-        key = row["trial_id"].split("+")[0]
+        key = Form.split(row["trial_id"])[0]
         with SummaryWriter(str(directory / row["trial_id"])) as writer:
             metrics = _row_metrics(row)
             if row["trial_id"] == key:  # the trained student: its curves carry its dev F1

@@ -6,30 +6,23 @@ teacher and the student see the same cores; CUDA synchronised around each call o
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from xdray.core import store
 from xdray.core.batching import pad_batch
-from xdray.core.files import atomic_write_json
+from xdray.core.records import CorruptRecord, Form, Latency, read_latency, write_json
 from xdray.core.rundir import MAIN_LATENCY, TEACHER_DIR, study_path, trial_dir
-from xdray.core.runtime import LogThrottle, configure_logging, init_ray, torch_threads
+from xdray.core.runtime import LogThrottle, configure_logging, torch_threads
 from xdray.core.stage import Stage, Work, run_stage
-from xdray.data.encode import Encoded
-from xdray.data.windows import WordView, evaluate_words
-from xdray.distill.quantize import INT8, quantize_int8
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
+from xdray.frontier.schema import EvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +102,22 @@ def sample_batches(input_ids: Sequence, batch_sizes: Sequence[int], pad_id: int,
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What the latency task holds: one trial's share of the cluster (search.*_per_trial)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    custom: dict = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.cpus))
+
+
+@dataclass(frozen=True)
 class LatencyRequest:
     teacher_dir: str
-    students: dict  # name -> saved student directory
+    students: dict  # trial key -> saved student directory
     reference: str  # "none" or a reference architecture
     batches: dict  # batch size -> [(ids, mask)]
     runs: int
@@ -119,63 +125,32 @@ class LatencyRequest:
     run_dir: str = ""  # with remote: the local copy to pull the models into, on whichever node
     remote: str | None = None
     inputs: tuple[str, ...] = ()  # what to pull there: the teacher and the students' trials
-    dev: WordView | None = None  # with gold tags: the ONNX artifacts' own dev F1 is measured on it
-    dev_langs: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
 
 
-def _onnx_variants(name: str, student, vocab, directory: Path, threads: int) -> dict:
-    """name+"+onnx" / name+"+onnx-int8" -> (ONNX Runtime session, bytes of the graph), exported into
-    `directory`: the artifacts users deploy, timed and scored as they are."""
-    from xdray.distill.onnx import ONNX_VARIANTS, OnnxStudent, export_onnx
-
-    export_onnx(student, vocab, directory)
-    return {name + suffix: (OnnxStudent(directory / file, threads), (directory / file).stat().st_size)
-            for suffix, file in ONNX_VARIANTS.items()}
-
-
-def _timed_models(request: LatencyRequest, device: str, scratch: Path) -> tuple[dict, dict, dict]:
-    """(name -> callable(batch), name -> parameter count, ONNX variant -> (model, bytes)) for
-    every model of the request. Quantised and ONNX variants are CPU-only."""
+def _timed_models(request: LatencyRequest, device: str) -> tuple[dict, dict]:
+    """(name -> callable(batch), name -> parameter count) for every model of the request: the
+    teacher (and reference), and every form of every student as its trial saved it
+    (xdray.distill.forms; the int8 and ONNX forms on the CPU only)."""
     from xdray.core.metrics import count_parameters
-    from xdray.distill.student import load_student
+    from xdray.distill.forms import load_forms
     from xdray.teacher.load import load_token_classifier
 
     teacher = load_token_classifier(request.teacher_dir).eval()
     transformers = {"teacher": teacher}
     if request.reference != "none":
         transformers["reference"] = reference_teacher(request.reference, teacher.config.num_labels)
-    models, params, artifacts = {}, {}, {}
+    models, params = {}, {}
     for name, model in transformers.items():
         params[name] = count_parameters(model)
         model = model.to(device).half() if device.startswith("cuda") else model
         # The reference's vocabulary may be smaller than the teacher's (mBERT 119,547 < XLM-R 250,002):
         # its ids are folded into range; which ids a BERT embeds does not change its latency.
         models[name] = lambda b, m=model, v=model.config.vocab_size: m(input_ids=b[0] % v, attention_mask=b[1]).logits
-    for name, directory in request.students.items():
-        student, vocab, _, _ = load_student(Path(directory))
-        params[name] = count_parameters(student)
-        variants = {name: student.to(device)}
-        if device == "cpu":
-            variants[name + INT8] = quantize_int8(student)
-            onnx = _onnx_variants(name, student, vocab, scratch / name, request.threads)
-            artifacts.update(onnx)
-            models.update({variant: lambda b, m=model: m(b[0], b[1]) for variant, (model, _) in onnx.items()})
-        for variant, model in variants.items():
-            models[variant] = lambda b, m=model, v=vocab: m(v.map(b[0].cpu()).to(b[0].device), b[1].sum(1))[1]
-    return models, params, artifacts
-
-
-def _artifact_scores(request: LatencyRequest, artifacts: dict) -> dict:
-    """{variant: {"dev": F1 report, "size_bytes"}} of each ONNX artifact, on the dev words."""
-    if request.dev is None:
-        return {}
-    scores = {}
-    for number, (variant, (model, size)) in enumerate(artifacts.items(), start=1):
-        log.info("latency: dev F1 of %s (%d of %d artifacts)", variant, number, len(artifacts))
-        scores[variant] = {"dev": evaluate_words(model, request.dev, request.dev_langs, request.labels),
-                           "size_bytes": size}
-    return scores
+    forms = tuple(Form) if device == "cpu" else (Form.EAGER,)
+    for key, directory in request.students.items():
+        loaded, _, params[key] = load_forms(Path(directory), forms, request.threads, device)
+        models.update({form.row_name(key): lambda b, m=model: m(b[0], b[1]) for form, model in loaded.items()})
+    return models, params
 
 
 def _progress_lines(what: str) -> Callable[[int, int, str], None]:
@@ -189,66 +164,62 @@ def _progress_lines(what: str) -> Callable[[int, int, str], None]:
     return line
 
 
-def measure(request: LatencyRequest) -> dict:
+def measure(request: LatencyRequest) -> Latency:
     """Time every model of the request in this process on the same batches (runs in a Ray task
-    holding one trial's resources). Returns {"device", "threads", "params", "latency_ms":
-    {name: {batch size: median ms}}}."""
+    holding one trial's resources)."""
     configure_logging()  # a Ray task: its progress lines reach the driver's log
     if request.remote:  # the task may run on a node that has not seen this run
         store.attach(Path(request.run_dir), request.remote)
         store.pull_many(Path(request.run_dir), request.inputs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    with tempfile.TemporaryDirectory(prefix="xdray-onnx-") as scratch:
-        models, params, artifacts = _timed_models(request, device, Path(scratch))
-        latency: dict[str, dict[str, float]] = {name: {} for name in models}
-        for size, batches in request.batches.items():
-            log.info("latency: %d models at batch %d, %d runs each", len(models), size, request.runs)
-            moved = [tuple(t.to(device) for t in batch) for batch in batches]
-            timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device,
-                              progress=_progress_lines(f"batch {size}"))
-            for name, timing in timings.items():
-                latency[name][str(size)] = round(timing.median_ms, 4)
-        artifacts = _artifact_scores(request, artifacts)
-    return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "threads": request.threads,
-            "params": params, "latency_ms": latency, "artifacts": artifacts}
+    models, params = _timed_models(request, device)
+    latency: dict[str, dict[int, float]] = {name: {} for name in models}
+    for size, batches in request.batches.items():
+        log.info("latency: %d models at batch %d, %d runs each", len(models), size, request.runs)
+        moved = [tuple(t.to(device) for t in batch) for batch in batches]
+        timings = compare(models, moved, runs=request.runs, threads=request.threads, device=device,
+                          progress=_progress_lines(f"batch {size}"))
+        for name, timing in timings.items():
+            latency[name][int(size)] = round(timing.median_ms, 4)
+    return Latency(torch.cuda.get_device_name() if device == "cuda" else "cpu", request.threads, params, latency)
 
 
-def measure_on_cluster(request: LatencyRequest, cpus: float, gpus: float, resources: dict | None = None) -> dict:
+def measure_on_cluster(request: LatencyRequest, resources: Resources) -> Latency:
     """`measure` in a Ray task with one trial's resources."""
     import ray
 
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, resources=resources or None, max_retries=1)(measure)
+    task = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, resources=resources.custom or None,
+                      max_retries=1)(measure)
     return ray.get(task.remote(request))
 
 
-def study_latency(cfg: ExperimentConfig, run_dir: Path, teacher_dir: Path, trial_keys: Sequence[str],
-                  dev: Encoded, labels: Sequence[str], pad_id: int, study: str | None = None) -> dict:
-    """Time the teacher (and the reference), every finished student, its int8 variant and its
-    ONNX fp32 / int8 artifacts (whose dev F1 is measured here, on `dev`'s words), in one Ray task
-    with a trial's resources; a stage (RUN/eval/latency.json for the experiment's own study),
-    current for the same models and settings."""
+def study_latency(settings: EvalConfig, resources: Resources, seed: int, run_dir: Path, teacher_dir: Path,
+                  trial_keys: Sequence[str], dev_ids: Sequence, pad_id: int, study: str | None = None) -> Latency:
+    """Time the teacher (and the reference) and every form of every finished student, in one Ray
+    task with a trial's resources, on batches of dev sentences (`dev_ids`); a stage
+    (RUN/eval/latency.json for the experiment's own study), current for the same models and
+    settings. Ray must be running."""
     students = {key: str(run_dir / trial_dir(key) / "student") for key in trial_keys}
-    settings = {"students": sorted(students), "batch_sizes": list(cfg.eval.batch_sizes), "runs": cfg.eval.latency_runs,
-                "reference": cfg.eval.reference_teacher, "cpus": cfg.search.cpus_per_trial,
-                "gpus": cfg.search.gpus_per_trial, "seed": cfg.seed, "artifacts": "onnx"}
+    recorded = {"students": sorted(students), "batch_sizes": list(settings.batch_sizes),
+                "runs": settings.latency_runs, "reference": settings.reference_teacher, "cpus": resources.cpus,
+                "gpus": resources.gpus, "seed": seed, "forms": [f.value for f in Form]}
     inputs = (TEACHER_DIR, *(trial_dir(key) for key in trial_keys))
 
-    def load(path: Path) -> dict | None:
+    def load(path: Path) -> Latency | None:
         try:
-            cached = json.loads(path.read_text())
-        except (OSError, ValueError):
+            cached = read_latency(path)
+        except CorruptRecord as err:
+            log.warning("%s; measuring again", err)
             return None
-        return cached if cached.get("settings") == settings else None
+        return cached if cached is not None and cached.settings == recorded else None
 
     def build(work: Work) -> None:
-        init_ray(cfg.runtime)
-        request = LatencyRequest(str(teacher_dir), students, cfg.eval.reference_teacher,
-                                 sample_batches(dev.input_ids, cfg.eval.batch_sizes, pad_id, cfg.seed),
-                                 cfg.eval.latency_runs, max(1, int(cfg.search.cpus_per_trial)), str(run_dir),
-                                 store.remote_of(run_dir), inputs, dev.words, tuple(dev.langs), tuple(labels))
-        measured = measure_on_cluster(request, cfg.search.cpus_per_trial, cfg.search.gpus_per_trial,
-                                      cfg.search.resources_per_trial)
-        atomic_write_json(work.staging, {**measured, "settings": settings})
+        request = LatencyRequest(str(teacher_dir), students, settings.reference_teacher,
+                                 sample_batches(dev_ids, settings.batch_sizes, pad_id, seed),
+                                 settings.latency_runs, resources.threads, str(run_dir),
+                                 store.remote_of(run_dir), inputs)
+        measured = measure_on_cluster(request, resources)
+        write_json(work.staging, {**measured.to_json(), "settings": recorded})
 
     stage = Stage(name="latency", output=study_path(study, MAIN_LATENCY), load=load, build=build, inputs=inputs)
     return run_stage(run_dir, stage).value

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from xdray.core.errors import XdrayError
+from xdray.core.records import Form
 
 CARD_FILE = "README.md"
 SCORE_MEANING = (
@@ -107,7 +108,7 @@ def _forms_table(f: CardFacts) -> list[str]:
     lines = ["| form | size (MB) | dev F1 | " + " | ".join(f"ms at batch {b}" for b in f.batch_sizes) + " |",
              "|" + "---|" * (3 + len(lat))]
     for row in f.forms:
-        form = row["runtime"] + (" int8" if str(row["int8"]) in ("True", "true", "1") else "")
+        form = Form.split(row["trial_id"])[1].words
         cells = [form, str(row["size_mb"]), str(row["f1_mean"])] + [str(row.get(k) or "-") for k in lat]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + ["", f"Median latency after warm-up on {f.device}, over the dev set's sentences."]

@@ -3,20 +3,14 @@ config, the teacher's metrics, the frontier rows and the latency measurements.""
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
+from xdray.core.records import Form, read_frontier, read_latency, read_metrics
 from xdray.core.rundir import MAIN_LATENCY, MAIN_REPORT, TEACHER_DIR
-from xdray.distill.trial import METRICS_FILE
 from xdray.serve.card import CardFacts
 from xdray.teacher.stage import how_trained
 
 REFERENCE_NAME = "mBERT-base"
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def describe_data(cfg) -> str:
@@ -33,20 +27,12 @@ def describe_data(cfg) -> str:
     return "xdray's synthetic data"
 
 
-def _frontier_rows(run_dir: Path, key: str) -> list[dict]:
-    path = run_dir / MAIN_REPORT / "frontier.csv"
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if row["trial_id"] == key or row["trial_id"].startswith(key + "+")]
-
-
 def card_facts(run_dir: Path, cfg, key: str, served: dict, params: int) -> CardFacts:
-    teacher = _json(run_dir / TEACHER_DIR / METRICS_FILE)
-    latency = _json(run_dir / MAIN_LATENCY)
-    forms = _frontier_rows(run_dir, key)
+    teacher = read_metrics(run_dir / TEACHER_DIR) or {}
+    latency = read_latency(run_dir / MAIN_LATENCY)
+    forms = [row for row in read_frontier(run_dir / MAIN_REPORT) or [] if Form.split(row["trial_id"])[0] == key]
     compression = {}
-    measured = latency.get("params", {})
+    measured = latency.params if latency else {}
     if measured.get("teacher"):
         compression["the teacher"] = round(measured["teacher"] / params, 1)
     if measured.get("reference"):
@@ -59,5 +45,5 @@ def card_facts(run_dir: Path, cfg, key: str, served: dict, params: int) -> CardF
         labels=list(cfg.data.labels), languages=sorted(splits["dev"]["per_language"]), data=describe_data(cfg),
         sentences=served.get("sentences", {}), served="ONNX Runtime on student.onnx (fp32)", f1=splits,
         teacher_f1={s: teacher[s] for s in splits if s in teacher}, params=params, compression=compression,
-        forms=forms, batch_sizes=list(cfg.eval.batch_sizes), device=latency.get("device", "cpu"),
+        forms=forms, batch_sizes=list(cfg.eval.batch_sizes), device=latency.device if latency else "cpu",
         command=f"xdray export {run_dir} --trial {key}", experiment=cfg.name, seed=cfg.seed)

@@ -4,7 +4,6 @@ dynamic padding and length bucketing; rank 0 evaluates dev every epoch and keeps
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -14,14 +13,13 @@ import torch
 
 from xdray.core.batching import bucketed_batches, pad_batch
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX
+from xdray.core.records import write_metrics
 from xdray.core.runtime import LogThrottle, init_ray, largest_node_cpus
 from xdray.data.encode import Encoded
 from xdray.teacher.load import evaluate_teacher
 
 if TYPE_CHECKING:
     from xdray.config import ExperimentConfig
-
-METRICS_FILE = "metrics.json"
 
 
 def _train_loop(config: dict) -> None:
@@ -109,7 +107,7 @@ def _train_loop(config: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         core.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (Path(tmp) / METRICS_FILE).write_text(json.dumps(final, indent=2, sort_keys=True))
+        write_metrics(Path(tmp), final)
         ray.train.report({**metrics, DEV_F1: best_f1}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

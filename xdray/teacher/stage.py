@@ -8,29 +8,25 @@ labels, max length, the data, the seed, and the starting model's files); later s
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xdray.core.files import atomic_write_json
+from xdray.core.records import FINGERPRINT_FILE, read_metrics, read_object, write_json, write_metrics
 from xdray.core.loader import config_to_dict, digest
 from xdray.core.rundir import TEACHER_DIR
 from xdray.core.stage import Done, Stage, Work, run_stage
-from xdray.data.encode import Encoded, encode_dataset
+from xdray.data.encode import encode_splits
 from xdray.data.sources import LabelledData
-from xdray.teacher.finetune import METRICS_FILE, finetune
+from xdray.teacher.finetune import finetune
 from xdray.teacher.load import evaluate_teacher, initial_teacher, model_reference
 
 if TYPE_CHECKING:
     from xdray.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
-
-FINGERPRINT_FILE = "fingerprint.json"
-
 
 @dataclass(frozen=True)
 class TeacherOutput:
@@ -69,23 +65,16 @@ def _model_files_fingerprint(cfg: ExperimentConfig) -> str | None:
 
 
 def read_teacher(teacher_dir: Path, inputs: str) -> TeacherOutput | None:
-    """The saved teacher if it was built from the same inputs, else None."""
-    try:
-        meta = json.loads((teacher_dir / FINGERPRINT_FILE).read_text())
-        metrics = json.loads((teacher_dir / METRICS_FILE).read_text())
-    except (OSError, ValueError):
+    """The saved teacher if it was built from the same inputs, else None (a damaged record is an
+    error: rebuilding a teacher can take hours, so that is the user's call)."""
+    remedy = f"delete {teacher_dir} to build the teacher again"
+    meta = read_object(teacher_dir / FINGERPRINT_FILE, ("fingerprint", "inputs"), remedy)
+    if meta is None or meta["inputs"] != inputs:
         return None
-    if meta.get("inputs") != inputs:
+    metrics = read_metrics(teacher_dir, remedy)
+    if metrics is None:
         return None
     return TeacherOutput(teacher_dir, meta["fingerprint"], metrics, skipped=True)
-
-
-def encode_splits(tokenizer, data: LabelledData, max_length: int) -> dict[str, Encoded]:
-    encoded = {}
-    for split, ds in data.splits.items():
-        encoded[split] = encode_dataset(tokenizer, ds, max_length)
-        encoded[split].stats.log(f"teacher/{split}")
-    return encoded
 
 
 def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, work: Work,
@@ -101,7 +90,7 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
         model.save_pretrained(init_dir, safe_serialization=True)
         tokenizer.save_pretrained(init_dir)
         finetune(cfg, init_dir, encoded, data.labels, work.scratch, out, progress)
-        metrics = json.loads((out / METRICS_FILE).read_text())
+        metrics = read_metrics(out)
     else:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
@@ -112,8 +101,8 @@ def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, w
                         "finetune_epochs": cfg.teacher.finetune.epochs}
     metrics["wall_time_s"] = round(time.time() - started, 1)
     metrics["encoding"] = {split: enc.stats.counts() for split, enc in encoded.items()}
-    atomic_write_json(out / METRICS_FILE, metrics)
-    atomic_write_json(out / FINGERPRINT_FILE, {"fingerprint": weights_fingerprint(out), "inputs": inputs,
+    write_metrics(out, metrics)
+    write_json(out / FINGERPRINT_FILE, {"fingerprint": weights_fingerprint(out), "inputs": inputs,
                                                "labels": list(data.labels), "data": data.fingerprint})
 
 

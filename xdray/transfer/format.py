@@ -9,7 +9,6 @@ overwrites its own shard; the manifest is written last, with `complete: true`.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xdray.core.errors import XdrayError
+from xdray.core.records import read_object
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -113,8 +113,7 @@ def scan_shards(directory: Path) -> dict[str, np.ndarray]:
 
 
 def read_manifest(path: Path) -> dict | None:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if manifest.get("complete") else None
+    """The manifest of a complete transfer set; None for none or an unfinished build; a damaged
+    one is CorruptRecord (xdray.core.records)."""
+    manifest = read_object(path / MANIFEST, remedy=f"delete {path} to build the transfer set again")
+    return manifest if manifest is not None and manifest.get("complete") else None

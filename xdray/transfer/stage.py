@@ -173,7 +173,7 @@ def transfer_stage(cfg: "ExperimentConfig", plan: TransferPlan, rows: pa.Table) 
     fingerprint = plan_fingerprint(plan)
 
     def load(path: Path) -> TransferOutput | None:
-        if read_manifest(path) is None:
+        if read_manifest(path) is None:  # a damaged one is an error: rebuilding means teacher inference again
             return None
         return TransferOutput(path, fingerprint, check_existing(path, plan), skipped=True)
 

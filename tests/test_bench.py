@@ -29,7 +29,9 @@ def test_bench_export_times_four_runtimes_and_scores_a_saved_student(panx_dir, t
     import torch
 
     from xdray.data.schema import WIKIANN_LABELS
-    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, save_student
+    from xdray.distill.saved import save_student
+    from xdray.distill.student import BiLSTMStudent, StudentSpec
+    from xdray.distill.vocab import Vocabulary
     from xdray.teacher.wordpiece import train_wordpiece
 
     def bench(*args):

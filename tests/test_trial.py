@@ -10,7 +10,7 @@ from xdray.config import config_from_dict
 from xdray.core.loader import config_to_dict
 from xdray.distill.schedule import expand
 from xdray.distill.trial import prepare, train_student as run_trial, train_substage
-from xdray.distill.student import load_student
+from xdray.distill.saved import load_student
 
 FAST_STAGES = [
     {"name": "representation", "loss": "rep", "unfreeze": "all", "max_epochs": 2, "patience": 1},

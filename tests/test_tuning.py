@@ -389,7 +389,7 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     def tag(path, sentences, runtime="auto"):
         return Tagger(path, runtime=runtime).tag_sentences(sentences)[0]
     from xdray.serve.text import entities as decode, split_words
-    from xdray.distill.student import load_student
+    from xdray.distill.saved import load_student
 
     cfg, run, results, _, _, rows = report
     key = results[1].key

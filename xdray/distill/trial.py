@@ -34,7 +34,9 @@ from xdray.data.windows import evaluate_words
 from xdray.distill.losses import ce_loss, logit_loss, rep_loss
 from xdray.distill.quantize import quantize_int8, state_bytes
 from xdray.distill.schedule import EarlyStopping, SubStage, expand, sgdr
-from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
+from xdray.distill.saved import save_student
+from xdray.distill.student import BiLSTMStudent, StudentSpec
+from xdray.distill.vocab import Vocabulary, init_embedding
 from xdray.teacher.stage import encode_splits
 from xdray.transfer.reader import TransferSet
 

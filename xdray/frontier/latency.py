@@ -138,7 +138,7 @@ def _timed_models(request: LatencyRequest, device: str, scratch: Path) -> tuple[
     """(name -> callable(batch), name -> parameter count, ONNX variant -> (model, bytes)) for
     every model of the request. Quantised and ONNX variants are CPU-only."""
     from xdray.core.metrics import count_parameters
-    from xdray.distill.student import load_student
+    from xdray.distill.saved import load_student
     from xdray.teacher.load import load_token_classifier
 
     teacher = load_token_classifier(request.teacher_dir).eval()

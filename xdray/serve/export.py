@@ -23,7 +23,7 @@ from xdray.core.rundir import CONFIG_FILE as RUN_CONFIG, EXPORT_DIR, MAIN_REPORT
 from xdray.core.stage import Stage, run_stage
 from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent, export_onnx
 from xdray.core.metrics import count_parameters
-from xdray.distill.student import load_student
+from xdray.distill.saved import load_student
 from xdray.distill.trial import METRICS_FILE
 from xdray.frontier.report import RECOMMENDED_FILE
 from xdray.serve.card import CARD_FILE, write_card

@@ -129,7 +129,7 @@ def test_trial_keys_follow_training_settings_only(study):
 
 def test_trial_keys_survive_new_settings():
     """The key the English MiniLM study's E100-H200 trained under before student.rep_projection
-    existed: a setting added later (tuning.ADDED_SETTINGS) must not orphan trials of existing runs."""
+    existed: a setting added later (keys.ADDED_SETTINGS) must not orphan trials of existing runs."""
     from xdray.config import with_labels
     from xdray.data.schema import WIKIANN_LABELS
     from xdray.distill.keys import trial_key

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xdray.core.loader import apply_overrides
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Ray Train's controller polls its workers every 2 s, and a report or the end of a run waits for
@@ -29,7 +31,8 @@ def xdray(*args, env=None, cwd=None, input_text=None) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) for the whole test session."""
+    """One local Ray cluster for the whole test session: 2 CPUs, its dashboard (which Ray Train's
+    controller polls) on a free 127.0.0.1 port; as init_ray does, RAY_ADDRESS's cluster where set."""
     import ray
 
     from xdray.core.runtime import RuntimeConfig
@@ -62,13 +65,7 @@ def tiny_raw(**sections) -> dict:
         "transfer": {"layer": -1, "batch_size": 64},
         "runtime": {"progress": "off"},
     }
-    for dotted, value in sections.items():
-        node = raw
-        *parents, last = dotted.split("__")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return raw
+    return apply_overrides(raw, {key.replace("__", "."): value for key, value in sections.items()})
 
 
 @pytest.fixture

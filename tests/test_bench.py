@@ -11,17 +11,22 @@ from conftest import REPO
 from xdray.cli import main
 
 
-@pytest.mark.parametrize("args, keys", [
+@pytest.mark.parametrize("args, keys, rates", [
     (["transfer", "--n", "120", "--hidden", "32", "--layers", "1", "--layer", "-1"],
-     {"naive_seq_per_s", "xdray_seq_per_s", "speedup", "naive_bytes_per_token", "xdray_bytes_per_token", "n"}),
+     {"naive_seq_per_s", "xdray_seq_per_s", "speedup", "naive_bytes_per_token", "xdray_bytes_per_token", "n"},
+     ("naive_seq_per_s", "xdray_seq_per_s")),
     (["train", "--n", "120", "--embedding-dim", "8", "--hidden-size", "8"],
-     {"naive_tokens_per_s", "xdray_tokens_per_s", "speedup"}),
+     {"naive_tokens_per_s", "xdray_tokens_per_s", "speedup"}, ("naive_tokens_per_s", "xdray_tokens_per_s")),
 ])
-def test_bench_prints_its_json_last(args, keys, ray_local, capsys):
+def test_bench_prints_its_json_last(args, keys, rates, ray_local, capsys):
     assert main(["bench", *args, "--json"]) == 0  # in this process: its Ray workers are warm
     data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert keys <= set(data) and data["n"] == 120
-    assert data["speedup"] > 0
+    naive, ours = (data[key] for key in rates)
+    assert naive > 0 and ours > 0
+    # The figures agree with each other: the speedup is the ratio of the two rates (to the rounding of
+    # the rates and of the speedup's three decimals).
+    assert data["speedup"] == pytest.approx(ours / naive, rel=0.01, abs=1e-3)
 
 
 def test_bench_export_times_four_runtimes_and_scores_a_saved_student(panx_dir, tmp_path):
@@ -29,7 +34,9 @@ def test_bench_export_times_four_runtimes_and_scores_a_saved_student(panx_dir, t
     import torch
 
     from xdray.data.schema import WIKIANN_LABELS
-    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, save_student
+    from xdray.distill.saved import save_student
+    from xdray.distill.student import BiLSTMStudent, StudentSpec
+    from xdray.distill.vocab import Vocabulary
     from xdray.teacher.wordpiece import train_wordpiece
 
     def bench(*args):

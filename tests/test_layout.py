@@ -22,8 +22,8 @@ LAYERS = [
     ("distill", lambda m: m.startswith("xdray.distill")),
     ("frontier", lambda m: m.startswith("xdray.frontier")),
     ("serve", lambda m: m.startswith("xdray.serve")),
-    ("entry points", lambda m: m in ("xdray.pipeline", "xdray.doctor", "xdray.cli", "xdray.__main__", "xdray")
-     or m.startswith("xdray.bench")),
+    ("entry points", lambda m: m in ("xdray.pipeline", "xdray.doctor", "xdray.__main__", "xdray")
+     or m.startswith(("xdray.bench", "xdray.cli"))),
 ]
 # The modules that run a stage on the cluster (Ray at the edges); core.runtime starts or joins it.
 RAY_MODULES = {"xdray.core.runtime", "xdray.teacher.finetune", "xdray.transfer.build", "xdray.distill.tuning",

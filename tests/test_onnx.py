@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary
+from xdray.distill.student import BiLSTMStudent, StudentSpec
+from xdray.distill.vocab import Vocabulary
 from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent, ServingModule, export_onnx
 
 TEACHER_VOCAB = 3000

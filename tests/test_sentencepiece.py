@@ -100,7 +100,9 @@ def test_a_student_of_a_big_vocabulary_loads_without_a_mistral_warning(tmp_path,
     from transformers.utils import logging as hf_logging
 
     from xdray.data.schema import WIKIANN_LABELS
-    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, load_student, save_student
+    from xdray.distill.saved import load_student, save_student
+    from xdray.distill.student import BiLSTMStudent, StudentSpec
+    from xdray.distill.vocab import Vocabulary
 
     pieces = tiny_pieces()[:-1] + [f"▁w{i}" for i in range(100_000)] + ["<mask>"]
     tokenizer = AutoTokenizer.from_pretrained(write_tokenizer(tmp_path / "tok", pieces))

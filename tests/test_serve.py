@@ -18,7 +18,9 @@ TEXTS = ["Angela Merkel visited Paris, France.", "Der Bundestag tagte in Berlin.
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
     from xdray.distill.onnx import export_onnx
-    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, save_student
+    from xdray.distill.saved import save_student
+    from xdray.distill.student import BiLSTMStudent, StudentSpec
+    from xdray.distill.vocab import Vocabulary
     from xdray.serve.text import split_words
     from xdray.teacher.wordpiece import train_wordpiece
 

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from xdray.core.metrics import count_parameters
-from xdray.distill.student import (PAD, UNFREEZE_ORDER, UNK, BiLSTMStudent, StudentSpec, Vocabulary, init_embedding,
-                           load_student, save_student)
+from xdray.distill.saved import load_student, save_student
+from xdray.distill.student import PAD, UNFREEZE_ORDER, UNK, BiLSTMStudent, StudentSpec
+from xdray.distill.vocab import Vocabulary, init_embedding
 from xdray.teacher.wordpiece import train_wordpiece
 
 SPEC = StudentSpec(vocab_size=20, embedding_dim=6, hidden_size=5, projection_dim=8, num_labels=7, dropout=0.0)

@@ -8,6 +8,7 @@ from conftest import tiny_raw
 from xdray.config import load_experiment
 from xdray.data.schema import WIKIANN_LABELS
 from xdray.core.errors import DataError, TeacherError
+from xdray.core.stage import PARTIAL
 from xdray.pipeline import labelled_data
 from xdray.teacher.load import build_teacher, evaluate_teacher, initial_teacher, load_tokenizer
 from xdray.teacher.stage import encode_splits, run_teacher_stage, weights_fingerprint
@@ -46,7 +47,7 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
         assert set(metrics[split]["per_language"]) == {"en", "ru", "hi"}
     assert metrics["dev"]["f1_mean"] > 0.1, "five epochs on the synthetic data must learn something"
     assert out.fingerprint == weights_fingerprint(out.path)
-    assert not list(run_dir.glob(".teacher.staging-*"))
+    assert not out.path.with_name(out.path.name + PARTIAL).exists(), "the staging directory is published, not left"
 
     # The saved model is the one the metrics describe.
     model = AutoModelForTokenClassification.from_pretrained(out.path)

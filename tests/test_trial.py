@@ -20,7 +20,7 @@ def prepare(cfg, *args, **kwargs):
 
 def run_trial(cfg, *args, **kwargs):
     return train_settings(trial_settings(cfg), *args, **kwargs)
-from xdray.distill.student import load_student
+from xdray.distill.saved import load_student
 
 FAST_STAGES = [
     {"name": "representation", "loss": "rep", "unfreeze": "all", "max_epochs": 2, "patience": 1},

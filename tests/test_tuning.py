@@ -132,7 +132,7 @@ def test_trial_keys_follow_training_settings_only(study):
 
 def test_trial_keys_survive_new_settings():
     """The key the English MiniLM study's E100-H200 trained under before student.rep_projection
-    existed: a setting added later (tuning.ADDED_SETTINGS) must not orphan trials of existing runs."""
+    existed: a setting added later (keys.ADDED_SETTINGS) must not orphan trials of existing runs."""
     from xdray.config import with_labels
     from xdray.data.schema import WIKIANN_LABELS
     from xdray.distill.keys import trial_key
@@ -387,7 +387,7 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
     def tag(path, sentences, runtime="auto"):
         return Tagger(path, runtime=runtime).tag_sentences(sentences)[0]
     from xdray.serve.text import entities as decode, split_words
-    from xdray.distill.student import load_student
+    from xdray.distill.saved import load_student
 
     cfg, run, results, _, _, rows = report
     key = results[1].key

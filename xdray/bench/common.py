@@ -70,7 +70,8 @@ def random_student(sentences: list[list[str]]):
     vocabulary learnt on `sentences` (random weights time like trained ones)."""
     import torch
 
-    from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary
+    from xdray.distill.student import BiLSTMStudent, StudentSpec
+    from xdray.distill.vocab import Vocabulary
     from xdray.teacher.wordpiece import train_wordpiece
 
     tokenizer = train_wordpiece(sentences, 16000)

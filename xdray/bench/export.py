@@ -21,7 +21,7 @@ def _student(model: str | None, sentences: list[list[str]]):
     """(student, vocabulary, labels, tokenizer, max_length, trained?)."""
     import json
 
-    from xdray.distill.student import CONFIG_FILE, load_student
+    from xdray.distill.saved import CONFIG_FILE, load_student
 
     if model:
         student, vocab, labels, tokenizer = load_student(Path(model))

@@ -23,7 +23,7 @@ from xdray.bench.common import bench_sentences, panx_dir, random_student, show
 def _random_student(directory: Path, sentences: list[list[str]]) -> Path:
     """common.random_student, saved and exported with its ONNX graphs."""
     from xdray.distill.onnx import export_onnx
-    from xdray.distill.student import save_student
+    from xdray.distill.saved import save_student
 
     student, vocab, labels, tokenizer = random_student(sentences)
     save_student(directory, student, vocab, labels, tokenizer, extra={"max_length": 64})

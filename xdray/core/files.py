@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -58,6 +59,16 @@ def publish(staging: Path, final: Path) -> None:
         os.replace(final, old)
     os.replace(staging, final)
     remove(old)
+
+
+def hash_file(path: Path, digest: Any = None, block: int = 1 << 20) -> Any:
+    """Feed a file's bytes to `digest` (a hashlib object; a new sha256 when None), streamed in blocks
+    so a large file is never held whole, and return that digest object."""
+    digest = hashlib.sha256() if digest is None else digest
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest
 
 
 def remove(path: Path) -> None:

@@ -166,6 +166,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
 
 
 def _deep_copy(value: Any) -> Any:
+    """Fresh dicts and lists all the way down. Not copy.deepcopy: that keeps a YAML alias (`*base`)
+    the same object as its anchor (`&base`), so `--set` on one path would change the other too."""
     if isinstance(value, dict):
         return {k: _deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):

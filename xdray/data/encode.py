@@ -27,14 +27,16 @@ class EncodeStats:
     truncated_sentences: int = 0
     truncated_words: int = 0  # words cut off by max_length
     empty_words: int = 0  # words the tokenizer turned into no piece at all
-    truncated_rows: list[int] = field(default_factory=list)  # per sentence of one batch: 1 if truncated
+    truncated_rows: list[int] = field(default_factory=list)  # per sentence, in order: 1 if truncated
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTS}
 
     def add(self, other: "EncodeStats") -> None:
+        """Merge the stats of the sentences that follow these."""
         for name in COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.truncated_rows += other.truncated_rows
 
     def log(self, what: str) -> None:
         if self.truncated_sentences or self.empty_words:

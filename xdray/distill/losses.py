@@ -40,8 +40,8 @@ def logit_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
     if temperature is None:
         return masked_mse(student, teacher, mask)
     log_p = F.log_softmax(student / temperature, -1)
-    q = F.softmax(teacher / temperature, -1)
-    per_position = (q * (torch.log(q.clamp(min=1e-12)) - log_p)).sum(-1)  # (B, T)
+    log_q = F.log_softmax(teacher / temperature, -1)
+    per_position = F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(-1)  # (B, T)
     return (per_position * mask).sum() / mask.sum().clamp(min=1) * temperature ** 2
 
 

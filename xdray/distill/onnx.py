@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xdray.distill.student import BiLSTMStudent, Vocabulary
+from xdray.distill.student import BiLSTMStudent
+from xdray.distill.vocab import Vocabulary
 
 ONNX_FILE, ONNX_INT8_FILE = "student.onnx", "student.int8.onnx"
 # suffixes of the ONNX variants' names in latency tables and the report (beside quantize.INT8)

@@ -32,7 +32,9 @@ from xdray.distill.loop import TRANSFER_LOSSES, LoopSettings, device_of, train_s
 from xdray.distill.quantize import state_bytes
 from xdray.distill.schedule import expand
 from xdray.distill.schema import DistillConfig, StudentConfig
-from xdray.distill.student import BiLSTMStudent, StudentSpec, Vocabulary, init_embedding, save_student
+from xdray.distill.saved import save_student
+from xdray.distill.student import BiLSTMStudent, StudentSpec
+from xdray.distill.vocab import Vocabulary, init_embedding
 from xdray.transfer.reader import TransferSet
 
 log = logging.getLogger(__name__)

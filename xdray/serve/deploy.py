@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xdray.core.errors import XdrayError
+from xdray.core.loader import build_checked
 
 APP_NAME = "xdray"
 
@@ -130,11 +131,9 @@ def application(cfg: ServeConfig):
 def build_app(args: dict):
     """Ray Serve application builder for config files (`import_path: xdray.serve.deploy:build_app`,
     e.g. KubeRay's RayService serveConfigV2): `args` are ServeConfig's fields, `model` required.
-    The HTTP host and port are the Serve config's own (http_options), not these."""
-    unknown = set(args) - set(ServeConfig.__dataclass_fields__)
-    if unknown or "model" not in args:
-        raise XdrayError(f"serve args: unknown {sorted(unknown)}" if unknown else "serve args: `model` is required")
-    return application(ServeConfig(**args))
+    The HTTP host and port are the Serve config's own (http_options), not these. Checked as a
+    config file is: unknown keys (with a "did you mean"), types, `model` required."""
+    return application(build_checked(ServeConfig, args, "serve args"))
 
 
 def start(cfg: ServeConfig) -> str:

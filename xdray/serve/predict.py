@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from itertools import islice
-from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from xdray.core.runtime import LogThrottle, progress_enabled

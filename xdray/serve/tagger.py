@@ -23,7 +23,7 @@ import numpy as np
 from xdray.core.errors import XdrayError
 from xdray.data.windows import LogitsOf, tag_words, word_view
 from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent
-from xdray.distill.student import CONFIG_FILE, WEIGHTS_FILE, load_student
+from xdray.distill.saved import CONFIG_FILE, WEIGHTS_FILE, load_student
 from xdray.serve.card import CARD_FILE, ModelCard, read_card
 from xdray.serve.text import entities, split_words
 

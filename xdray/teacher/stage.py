@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xdray.core.files import hash_file
 from xdray.core.records import FINGERPRINT_FILE, read_metrics, read_object, write_json, write_metrics
 from xdray.core.loader import config_to_dict, digest
 from xdray.core.rundir import TEACHER_DIR
@@ -43,9 +44,7 @@ def weights_fingerprint(model_dir: Path) -> str:
     sha = hashlib.sha256()
     for path in [model_dir / "config.json"] + sorted(model_dir.glob("*.safetensors")):
         sha.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                sha.update(block)
+        hash_file(path, sha)
     return sha.hexdigest()[:16]
 
 

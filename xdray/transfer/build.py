@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ import pyarrow as pa
 from xdray.core.batching import pad_batch, sorted_batches
 from xdray.core.faults import crash_point
 from xdray.core.files import atomic_write_json
-from xdray.core.runtime import init_ray, largest_node_cpus
+from xdray.core.runtime import LogThrottle, init_ray, largest_node_cpus
 from xdray.data.encode import encode_batch
 from xdray.data.sources import sample_indices
 from xdray.transfer.format import TransferPlan, flat_list_column, schema, shard_name, write_shard
@@ -205,12 +204,11 @@ def run_pipeline(cfg: "ExperimentConfig", plan: TransferPlan, pending: pa.Table,
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries = -1 by
     # default for actor pools); the shard name makes the retry overwrite, never duplicate.
     # Shards are written by the actors; the driver drives the stream and counts.
-    done, truncated, last = 0, 0, time.time()
+    done, truncated, throttle = 0, 0, LogThrottle()
     for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
         done, truncated = done + int(out["rows"].sum()), truncated + int(out["truncated"].sum())
-        if time.time() - last >= 60:  # a line a minute for people tailing a log
+        if throttle.due():  # a line a minute for people tailing a log
             log.info("transfer: %d of %d sentences", done, pending.num_rows)
-            last = time.time()
     if truncated:
         log.warning("transfer: %d of %d sentences were longer than data.max_length (%d sub-tokens) and were "
                     "truncated: the words past it have no teacher outputs", truncated, pending.num_rows,

@@ -1,0 +1,3 @@
+from xdray.cli import main
+
+raise SystemExit(main())

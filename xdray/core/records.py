@@ -38,7 +38,7 @@ def read_json(path: Path, remedy: str = "") -> Any | None:
     """The JSON at `path`, or None where there is no file; CorruptRecord where it does not parse."""
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file there, or no folder above it
         return None
     except (OSError, UnicodeDecodeError) as err:
         raise CorruptRecord(path, f"cannot be read: {err}", remedy) from None
@@ -222,7 +222,7 @@ def read_frontier(report_dir: Path) -> list[dict] | None:
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise CorruptRecord(path, str(err), "run `xdray report` again to rewrite it") from None

@@ -20,7 +20,9 @@ from xdray.core.records import Form
 from xdray.data.windows import WordView, evaluate_words
 from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent, export_onnx
 from xdray.distill.quantize import quantize_int8, state_bytes
-from xdray.distill.student import BiLSTMStudent, Vocabulary, load_student
+from xdray.distill.saved import load_student
+from xdray.distill.student import BiLSTMStudent
+from xdray.distill.vocab import Vocabulary
 
 LogitsOf = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids, mask) -> logits
 FORM_FILES = {Form.ONNX: ONNX_FILE, Form.ONNX_INT8: ONNX_INT8_FILE}

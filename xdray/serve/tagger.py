@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from xdray.core.errors import XdrayError
+from xdray.core.records import read_recommendation
 from xdray.data.windows import LogitsOf, tag_words, word_view
 from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE, OnnxStudent
 from xdray.distill.saved import CONFIG_FILE, WEIGHTS_FILE, load_student
@@ -63,7 +64,7 @@ def model_directory(path: str | Path) -> Path:
 
 
 def _recommended_student(run_dir: Path, recommended: Path) -> Path:
-    trial = json.loads(recommended.read_text()).get("trial_id")
+    trial = read_recommendation(recommended.parent).trial_id
     if not trial or Path(trial).name != trial or trial.startswith("."):
         raise XdrayError(f"{recommended}: no student is recommended (none met report.min_retention); load one "
                          f"from {run_dir / 'trials'} or {run_dir / 'export'} by its folder")

@@ -8,9 +8,9 @@ The file itself is read by `xdray.teacher.e5file` (its layout is described there
 from __future__ import annotations
 
 import importlib
+import logging
 import importlib.metadata
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,10 +19,13 @@ import torch
 
 from xdray.core.errors import TeacherError
 from xdray.core.files import atomic_write_json, hash_file, publish, remove
+from xdray.core.records import CorruptRecord, read_object
 from xdray.teacher.e5file import E5File, expected_shapes, read_e5_file
 
 if TYPE_CHECKING:
     from transformers import BertConfig
+
+log = logging.getLogger(__name__)
 
 BIN_NAME = "e5-small-q4.bin"
 SOURCE_FILE = "xdray-source.json"
@@ -95,10 +98,11 @@ def _version(dist: str) -> str | None:
 
 def _is_complete(folder: Path, digest: str) -> bool:
     try:
-        source = json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        source = read_object(folder / SOURCE_FILE)
+    except CorruptRecord as err:  # a conversion cache: converting again costs seconds
+        log.warning("%s; converting again", err)
         return False
-    return (source.get("sha256") == digest
+    return (source is not None and source.get("sha256") == digest
             and all((folder / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")))
 
 

@@ -32,9 +32,11 @@ def test_build_teacher_offline(tiny):
     assert tokenizer.unk_token_id not in ids  # the vocabulary covers the non-Latin training text
 
 
-@pytest.mark.slow
-def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
-    cfg, data = tiny(teacher__finetune={"epochs": 5, "batch_size": 16, "lr": 3e-3})
+def test_evaluate_save_and_skip(tiny, tmp_path):
+    """The stage on a teacher evaluated as built (epochs 0, no Ray). A Ray Train fine-tune's output
+    (it learns, it is saved as its metrics describe) is checked in test_determinism, on the
+    teacher it fine-tunes twice anyway."""
+    cfg, data = tiny(teacher__finetune={"epochs": 0})
     run_dir = tmp_path / "run"
     out = run_teacher_stage(cfg, data, run_dir)
     assert not out.skipped and out.path == run_dir / "teacher"
@@ -45,7 +47,7 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     for split in ("dev", "test"):
         assert set(metrics[split]) >= {"f1_mean", "f1_std", "f1_micro", "per_language"}
         assert set(metrics[split]["per_language"]) == {"en", "ru", "hi"}
-    assert metrics["dev"]["f1_mean"] > 0.1, "five epochs on the synthetic data must learn something"
+    assert metrics["start"]["finetune_epochs"] == 0 and "history" not in metrics, "evaluated as built"
     assert out.fingerprint == weights_fingerprint(out.path)
     assert not out.path.with_name(out.path.name + PARTIAL).exists(), "the staging directory is published, not left"
 
@@ -65,8 +67,8 @@ def test_finetune_evaluate_save_and_skip(tiny, tmp_path, ray_local):
     # (Same config and seed in another run directory giving the very same teacher is
     # test_determinism's: it fine-tunes twice anyway.)
 
-    # Different inputs: rebuilt in place.
-    cfg2, data2 = tiny(teacher__finetune={"epochs": 0})
+    # Different inputs (another seed, so other weights): rebuilt in place.
+    cfg2, data2 = tiny(seed=1, teacher__finetune={"epochs": 0})
     third = run_teacher_stage(cfg2, data2, run_dir)
     assert not third.skipped and third.fingerprint != out.fingerprint
 

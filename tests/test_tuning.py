@@ -507,10 +507,16 @@ def test_export_errors_name_what_is_wrong(report, tmp_path):
 
 
 def test_mbert_reference_has_mbert_size():
+    """Built on the meta device: the architecture's 177M parameters counted, none allocated or
+    initialised (that took seconds and 700 MB)."""
+    import torch
+
     from xdray.core.metrics import count_parameters
     from xdray.frontier.latency import reference_teacher
 
-    model = reference_teacher("mbert-base", num_labels=7)
+    with torch.device("meta"):
+        model = reference_teacher("mbert-base", num_labels=7)
+    assert next(model.parameters()).is_meta
     assert round(count_parameters(model) / 1e6, 1) == 177.3
 
 

@@ -106,15 +106,12 @@ def test_serve_config_names_what_is_wrong(tmp_path):
         ServeConfig(str(tmp_path)).check()
 
 
-def test_predict_on_ray_tags_a_corpus_like_predict(student_dir, ray_local, tmp_path):
-    """Parquet (the default); --format json differs only in Ray Data's writer."""
-    import os
-    import subprocess
-    import sys
-
+def test_predict_on_ray_tags_a_corpus_like_predict(student_dir, ray_local, tmp_path, capsys):
+    """Parquet (the default); --format json differs only in Ray Data's writer. In this process, on
+    the session's cluster (`xdray predict` as a process of its own is test_job_submit's)."""
     import pyarrow.parquet as pq
 
-    from conftest import REPO
+    from xdray.cli import main
     from xdray.serve.tagger import Tagger
 
     corpus = tmp_path / "corpus"
@@ -122,11 +119,8 @@ def test_predict_on_ray_tags_a_corpus_like_predict(student_dir, ray_local, tmp_p
     (corpus / "a.txt").write_text("\n".join(TEXTS[:18]) + "\n", encoding="utf-8")
     (corpus / "b.txt").write_text("\n".join(TEXTS[18:]) + "\n", encoding="utf-8")
     out = tmp_path / "tagged"
-    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-    done = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", student_dir, "--ray", corpus,
-                           "--out", out, "--actors", "1"], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    argv = ["predict", "--model", str(student_dir), "--ray", str(corpus), "--out", str(out)]
+    assert main([*argv, "--actors", "1"]) == 0, capsys.readouterr().err[-3000:]
     rows = [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     expected = Tagger(student_dir).entities(TEXTS)
     assert len(rows) == len(TEXTS)
@@ -136,6 +130,5 @@ def test_predict_on_ray_tags_a_corpus_like_predict(student_dir, ray_local, tmp_p
     assert [g[:2] for g in got] == [w[:2] for w in want]
     for (_, _, got_scores), (_, _, want_scores) in zip(got, want):
         assert got_scores == pytest.approx(want_scores, abs=2e-4)  # float32 in the file
-    again = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", student_dir, "--ray", corpus,
-                            "--out", out], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-    assert again.returncode == 2 and "exists" in again.stderr
+    capsys.readouterr()
+    assert main(argv) == 2 and "exists" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The Tune study on the tiny pipeline: trials, caching, resume after the driver is killed,
 latency, the report (CSV, Markdown, plots, TensorBoard HParams) and export / predict."""
 
+import io
 import json
 import os
 import shutil
@@ -378,7 +379,20 @@ def test_report_recommends_the_smallest_student_that_keeps_enough(report):
 # ----------------------------------------------------------------------------- export and predict
 
 
-def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
+def cli(capsys, monkeypatch, *args, stdin: str | None = None) -> tuple[int, str, str]:
+    """`xdray ARGS` in this process (xdray.cli.main; stdin given as text): (exit code, stdout,
+    stderr). `xdray predict` as a separate process, stdin to stdout, is test_job_submit's."""
+    from xdray.cli import main
+
+    capsys.readouterr()
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_export_and_predict_round_trip(report, tiny_built, tmp_path, capsys, monkeypatch):
     from xdray.core.metrics import f1_report
     from xdray.serve.export import export_student
     from xdray.distill.onnx import ONNX_FILE, ONNX_INT8_FILE
@@ -418,24 +432,22 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
 
     text = tmp_path / "input.txt"
     text.write_text("John lives in Berlin\n\n  Maria   Petrova  \n", encoding="utf-8")
-    conll = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--pretokenized", text],
-                           capture_output=True, text=True, cwd=REPO)
-    assert conll.returncode == 0, conll.stderr
-    blocks = [b.splitlines() for b in conll.stdout.strip("\n").split("\n\n")]
+    code, out, err = cli(capsys, monkeypatch, "predict", "--model", exported, "--pretokenized", text)
+    assert code == 0, err
+    blocks = [b.splitlines() for b in out.strip("\n").split("\n\n")]
     assert [[line.split("\t")[0] for line in b] for b in blocks] == [["John", "lives", "in", "Berlin"],
                                                                      ["Maria", "Petrova"]]
     assert all(line.split("\t")[1] in names for b in blocks for line in b)
-    as_json = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--pretokenized",
-                              "--format", "json"], input="Maria Petrova\n", capture_output=True, text=True, cwd=REPO)
-    record = json.loads(as_json.stdout)
+    code, out, _ = cli(capsys, monkeypatch, "predict", "--model", exported, "--pretokenized", "--format", "json",
+                       stdin="Maria Petrova\n")
+    record = json.loads(out)
     assert record["tokens"] == ["Maria", "Petrova"] and len(record["tags"]) == 2
 
     # Raw text: one JSON line per input line, entities agreeing with the word tags of the same words.
     lines = [" ".join(t) for t in dev["tokens"][:40]] + ["", "Paris, said Anna."]
-    raw = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported], input="\n".join(lines) + "\n",
-                         capture_output=True, text=True, cwd=REPO)
-    assert raw.returncode == 0, raw.stderr
-    records = [json.loads(line) for line in raw.stdout.splitlines()]
+    code, out, err = cli(capsys, monkeypatch, "predict", "--model", exported, stdin="\n".join(lines) + "\n")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in records] == lines
     same = 0
     for r, words, word_tags in zip(records, dev["tokens"][:40], tags):
@@ -449,9 +461,8 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path):
             assert [(e["text"], e["label"]) for e in r["entities"]] == [(e["text"], e["label"]) for e in expected]
     assert same >= 30, "PAN-X words joined by spaces split back into the same words"
     assert records[-2] == {"text": "", "entities": []}, "an empty line gets its own (empty) record"
-    bad = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", exported, "--format", "json"],
-                         input="x\n", capture_output=True, text=True, cwd=REPO)
-    assert bad.returncode == 2 and "--pretokenized" in bad.stderr
+    code, _, err = cli(capsys, monkeypatch, "predict", "--model", exported, "--format", "json", stdin="x\n")
+    assert code == 2 and "--pretokenized" in err
 
 
 def test_python_api_and_model_card(report, tiny_built):
@@ -495,15 +506,13 @@ def test_python_api_and_model_card(report, tiny_built):
         xdray.load(run / "nope")
 
 
-def test_export_errors_name_what_is_wrong(report, tmp_path):
+def test_export_errors_name_what_is_wrong(report, tmp_path, capsys, monkeypatch):
     run = report[1]
-    bad = subprocess.run([sys.executable, "-m", "xdray", "export", run, "--trial", "E1-H1-nope"],
-                         capture_output=True, text=True, cwd=REPO)
-    assert bad.returncode == 2 and "--trial E1-H1-nope: no trained student" in bad.stderr
-    assert "trained: E16-H16-" in bad.stderr and ", E16-H8-" in bad.stderr, "it lists what can be exported"
-    not_a_model = subprocess.run([sys.executable, "-m", "xdray", "predict", "--model", tmp_path],
-                                 input="x\n", capture_output=True, text=True, cwd=REPO)
-    assert not_a_model.returncode == 2 and "not a saved student" in not_a_model.stderr
+    code, _, err = cli(capsys, monkeypatch, "export", run, "--trial", "E1-H1-nope")
+    assert code == 2 and "--trial E1-H1-nope: no trained student" in err
+    assert "trained: E16-H16-" in err and ", E16-H8-" in err, "it lists what can be exported"
+    code, _, err = cli(capsys, monkeypatch, "predict", "--model", tmp_path, stdin="x\n")
+    assert code == 2 and "not a saved student" in err
 
 
 def test_mbert_reference_has_mbert_size():

@@ -1,4 +1,5 @@
-"""The command line as a user runs it: real subprocesses, exit codes, messages."""
+"""The command line as a user runs it: real subprocesses, exit codes, messages (one data error in
+this process, through the same entry point)."""
 
 import subprocess
 import sys
@@ -45,14 +46,19 @@ def test_missing_experiment_file(tmp_path):
     assert result.returncode == 2 and "file not found" in result.stderr
 
 
-def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment):
+def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment, capsys):
+    """In this process (xdray.cli.main): a data error takes the same way out as the config errors
+    above, which show it as a process's exit code; test_bad_input has every kind of bad file."""
+    from xdray.cli import main
+
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "train-en.tsv").write_text("John\tB-PER\nsaid\tO\n\nMary\tB_PER\n", encoding="utf-8")
     (corpus / "dev-en.tsv").write_text("John\tB-PER\n", encoding="utf-8")
     path = write_experiment(tiny_raw(data__labelled={"source": "iob", "path": "corpus", "languages": ["en"]}))
-    result = xdray("teacher", path, "--out", tmp_path / "run")
-    assert result.returncode == 2
-    assert "train-en.tsv:4: 'B_PER' in the tag column (token<TAB>TAG) is not a tag" in result.stderr
+    assert main(["teacher", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "train-en.tsv:4: 'B_PER' in the tag column (token<TAB>TAG) is not a tag" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run" / "teacher").exists()
 

@@ -23,20 +23,23 @@ import json, os, sys
 from ray.cluster_utils import Cluster
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "gcs_server_port": int(sys.argv[2])})
-builder = cluster.add_node(num_cpus=2, resources={"builder": 2})
-trainer = cluster.add_node(num_cpus=2, resources={"trainer": 2})
-cluster.wait_for_nodes()
 # Without an address an xdray command starts a cluster of its own beside this one (Ray's default
-# would join the cluster found on the machine, and its trials die when the owner stops it).
+# would join the cluster found on the machine, and its trials die when the owner stops it). The
+# head has written its address for Ray's default to find: the check runs from here on, beside the
+# rest (its own cluster's start-up is mostly waiting).
 import subprocess
 code = ("import ray; from xdray.core.runtime import RuntimeConfig, init_ray; "
         "init_ray(RuntimeConfig(num_cpus=1, progress='off')); print(ray.get_runtime_context().gcs_address)")
-alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-print("ALONE " + json.dumps({"found": cluster.address, "joined": alone.stdout.strip(), "err": alone.stderr[-2000:]}))
-os.environ["RAY_ADDRESS"] = cluster.address
+alone = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+builder = cluster.add_node(num_cpus=2, resources={"builder": 2})
+trainer = cluster.add_node(num_cpus=2, resources={"trainer": 2})
+cluster.wait_for_nodes()
+os.environ["RAY_ADDRESS"] = cluster.address  # after the Popen: the check's process has no address
 from xdray.cli import main
 
 code = main(["run", sys.argv[1]])
+out, err = alone.communicate(timeout=300)
+print("ALONE " + json.dumps({"found": cluster.address, "joined": out.strip(), "err": err[-2000:]}))
 import ray
 
 ray.shutdown()

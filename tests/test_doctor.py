@@ -1,9 +1,6 @@
 """`xdray doctor`: what it finds, and that each finding names the fix."""
 
-import subprocess
-import sys
-
-from conftest import REPO, tiny_raw
+from conftest import tiny_raw
 from xdray.doctor import check_data, check_ray, check_storage, render, run_checks
 
 
@@ -48,9 +45,13 @@ def test_a_teacher_that_cannot_be_found_is_reported(write_experiment, tmp_path):
     assert check_teacher(load_experiment(write_experiment(tiny_raw()))).ok
 
 
-def test_cli_exits_1_on_a_bad_config(write_experiment):
+def test_cli_exits_1_on_a_bad_config(write_experiment, capsys):
+    """`xdray doctor` through xdray.cli.main in this process (its exit code is what main returns:
+    `python -m xdray` exits with it, test_cli's subprocesses show)."""
+    from xdray.cli import main
+
     path = write_experiment(tiny_raw(student={"hiden_size": 3}))
-    result = subprocess.run([sys.executable, "-m", "xdray", "doctor", str(path)], capture_output=True, text=True,
-                            cwd=REPO, timeout=300)
-    assert result.returncode == 1
-    assert "FAIL config" in result.stdout and "student.hiden_size: unknown key" in result.stdout
+    capsys.readouterr()
+    assert main(["doctor", str(path)]) == 1
+    printed = capsys.readouterr().out
+    assert "FAIL config" in printed and "student.hiden_size: unknown key" in printed

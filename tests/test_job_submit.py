@@ -54,7 +54,7 @@ def stop(head: subprocess.Popen, temp: str) -> None:
     if head.poll() is None:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=5)  # `ray start --block` can take 30 s to wind down: the rest is killed below
+            head.wait(timeout=1)  # `ray start --block` can take 30 s to wind down: the rest is killed below
         except subprocess.TimeoutExpired:
             pass
     for pid in processes_using(temp):
@@ -76,7 +76,7 @@ def wait_until_up(head: subprocess.Popen, url: str, seconds: float = 300) -> Non
             return  # it answers (401 without the token): it is up
         except OSError:
             assert time.time() < deadline, "the Ray head did not come up"
-            time.sleep(1)
+            time.sleep(0.2)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ latency, the report (CSV, Markdown, plots, TensorBoard HParams) and export / pre
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -183,7 +184,8 @@ def xdray(*args, env=None):
 
 
 @pytest.mark.slow
-def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_built, ray_local, tmp_path, study):
+def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_built, ray_local, tmp_path, study, capsys,
+                                                                       caplog):
     address = ray_local.get_runtime_context().gcs_address
     run = tmp_path / "run"
     copy_run(tiny_built, run)
@@ -214,13 +216,25 @@ def test_resume_after_the_driver_is_killed_runs_only_unfinished_trials(tiny_buil
     assert len(finished) == 1, "the kill should land while the second trial is unfinished"
     assert not (run / "studies" / "space" / "report").exists()
 
-    resumed = xdray(*args, "--resume", env={"RAY_ADDRESS": address})
-    output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output[-4000:]
-    assert "2 trials, 2 done" in output
+    # The resumed driver: this process (on the same cluster), another one than the killed driver.
+    # Ray's loggers do not propagate to the root logger, nor write to the stderr capsys sees: the
+    # test listens on "ray" itself.
+    from xdray.cli import main
+
+    capsys.readouterr()
+    ray_logger = logging.getLogger("ray")
+    ray_logger.addHandler(caplog.handler)
+    try:
+        code = main([*map(str, args), "--resume"])
+    finally:
+        ray_logger.removeHandler(caplog.handler)
+    printed = capsys.readouterr()
+    assert code == 0, (printed.out + printed.err)[-4000:]
+    assert "2 trials, 2 done" in printed.out
     # Tune keeps result.json (the study's closing analysis reads it) for the trial that finished
     # before the kill; the interrupted one's, Tune's restore may not find (Ray 2.60)
-    assert f"Could not fetch metrics for {finished_in_tune}:" not in output, "Tune's closing analysis lost a result.json"
+    logged = caplog.text + printed.err
+    assert f"Could not fetch metrics for {finished_in_tune}:" not in logged, "Tune's closing analysis lost a result.json"
     after = {p.parent.name: p.stat().st_mtime_ns for p in (run / "trials").glob("*/metrics.json")}
     assert len(after) == 2
     for key, stamp in finished.items():

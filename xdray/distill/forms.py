@@ -34,7 +34,8 @@ def build_forms(student: BiLSTMStudent, vocab: Vocabulary, directory: Path) -> N
     export_onnx(student, vocab, directory)
 
 
-def _eager(student: BiLSTMStudent, vocab: Vocabulary) -> LogitsOf:
+def eager_logits(student: BiLSTMStudent, vocab: Vocabulary) -> LogitsOf:
+    """logits_of(ids, mask) of a torch student: teacher ids mapped into its vocabulary on the CPU."""
     return lambda ids, mask: student(vocab.map(ids.cpu()).to(ids.device), mask.sum(1))[1]
 
 
@@ -53,10 +54,10 @@ def load_forms(directory: Path, forms: Sequence[Form] = tuple(Form), threads: in
     sizes: dict[Form, int] = {}
     for form in forms:
         if form is Form.EAGER:
-            models[form], sizes[form] = _eager(student.to(device), vocab), state_bytes(student)
+            models[form], sizes[form] = eager_logits(student.to(device), vocab), state_bytes(student)
         elif form is Form.INT8:
             quantized = quantize_int8(student)
-            models[form], sizes[form] = _eager(quantized, vocab), state_bytes(quantized)
+            models[form], sizes[form] = eager_logits(quantized, vocab), state_bytes(quantized)
         else:
             path = directory / FORM_FILES[form]
             models[form], sizes[form] = OnnxStudent(path, threads), path.stat().st_size

@@ -27,7 +27,7 @@ from xdray.data.encode import Encoded, encode_splits
 from xdray.data.sources import LabelledData
 from xdray.data.windows import evaluate_words
 from xdray.distill.board import write_history, write_substage
-from xdray.distill.forms import EVAL_BATCH, build_forms, score_forms
+from xdray.distill.forms import EVAL_BATCH, build_forms, eager_logits, score_forms
 from xdray.distill.loop import TRANSFER_LOSSES, LoopSettings, device_of, train_substage
 from xdray.distill.quantize import state_bytes
 from xdray.distill.schedule import expand
@@ -119,7 +119,7 @@ def evaluate_student(student: BiLSTMStudent, td: TrialData, split: str) -> dict:
     student.eval()
     device = device_of(student)
     enc = td.encoded[split]
-    return evaluate_words(lambda ids, mask: student(td.vocab.map(ids.cpu()).to(device), mask.sum(1))[1],
+    return evaluate_words(eager_logits(student, td.vocab),
                           enc.words, enc.langs, td.labels, EVAL_BATCH, device)
 
 

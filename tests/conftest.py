@@ -68,6 +68,20 @@ def tiny_raw(**sections) -> dict:
     return apply_overrides(raw, {key.replace("__", "."): value for key, value in sections.items()})
 
 
+def labelled_of(cfg):
+    """The experiment's labelled data, read from its data section."""
+    from xdray.data.sources import load_labelled
+
+    return load_labelled(cfg.data, cfg.base_dir)
+
+
+def unlabelled_of(cfg, data):
+    """The experiment's unlabelled text, read from its data section."""
+    from xdray.data.sources import load_unlabelled
+
+    return load_unlabelled(cfg.data.unlabelled, cfg.base_dir, cfg.seed, data)
+
+
 @pytest.fixture
 def write_experiment(tmp_path):
     """write_experiment(raw) -> path of a YAML experiment file in tmp_path."""
@@ -93,12 +107,12 @@ def tiny_built(tmp_path_factory, ray_local):
     """(cfg, labelled data, teacher, transfer set): a random-weight teacher (exactness does not
     need a trained one) and its transfer set, built once per test session."""
     from xdray.config import load_experiment
-    from xdray.pipeline import labelled_data
+    from xdray.pipeline import labelled_data, teacher_settings, transfer_settings
     from xdray.teacher.stage import run_teacher_stage
     from xdray.transfer.stage import build_transfer_set
 
     root = tmp_path_factory.mktemp("built")
     (root / "exp.yaml").write_text(yaml.safe_dump(built_raw()))
     cfg, data = labelled_data(load_experiment(root / "exp.yaml"))  # labels resolved, as a run has them
-    teacher = run_teacher_stage(cfg, data, root / "run")
-    return cfg, data, teacher, build_transfer_set(cfg, root / "run", teacher.path, teacher.fingerprint, data)
+    teacher = run_teacher_stage(teacher_settings(cfg), data, root / "run")
+    return cfg, data, teacher, build_transfer_set(transfer_settings(cfg), root / "run", teacher.path, teacher.fingerprint, data)

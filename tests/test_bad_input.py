@@ -23,7 +23,7 @@ import pytest
 import yaml
 from transformers import (AutoTokenizer, BertConfig, BertForTokenClassification, ViTConfig, ViTModel)
 
-from conftest import tiny_raw
+from conftest import labelled_of, tiny_raw
 from xdray.cli import main
 from xdray.config import dump_config, load_experiment
 from xdray.data.schema import WIKIANN_LABELS
@@ -296,7 +296,6 @@ ACCEPTED = {
 @pytest.mark.parametrize("variant", sorted(ACCEPTED))
 def test_bom_and_crlf_files_read_as_the_plain_file(variant, tmp_path, write_experiment):
     from xdray.config import load_experiment
-    from xdray.data.sources import load_labelled
 
     def load(text: str):
         corpus = tmp_path / variant / "corpus"
@@ -304,7 +303,7 @@ def test_bom_and_crlf_files_read_as_the_plain_file(variant, tmp_path, write_expe
         (corpus / "train-en.tsv").write_bytes(text.encode("utf-8"))
         raw = base_raw()
         raw["data"]["labelled"]["path"] = str(corpus)
-        return load_labelled(load_experiment(write_experiment(raw)))
+        return labelled_of(load_experiment(write_experiment(raw)))
 
     plain = load(sentence("en", 0) + sentence("en", 1))
     odd = load(ACCEPTED[variant])

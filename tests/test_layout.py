@@ -1,6 +1,6 @@
 """The layout shows the pipeline: each module sits in one layer and imports only from its own
 layer or those below (imports inside functions count too), no module imports itself back through
-a cycle, Ray is imported only where a stage runs on the cluster, and no module grows past ~400
+a cycle, Ray is imported only where a stage runs on the cluster, and no module grows past 300
 lines."""
 
 import ast
@@ -11,24 +11,25 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "xdray"
-# Lowest first. A stage's schema.py sits with the schemas: the experiment config composes them.
+# Lowest first, as the folders are: a stage's config section (schema.py) sits in its stage; the
+# experiment file (xdray.config) composes them above every stage, and only the entry points (the
+# pipeline maps it onto each stage's sections) see it.
 LAYERS = [
     ("core", lambda m: m.startswith("xdray.core")),
-    ("schemas", lambda m: m.endswith(".schema") or m == "xdray.distill.space"),
-    ("config", lambda m: m == "xdray.config"),
     ("data", lambda m: m.startswith("xdray.data")),
     ("teacher", lambda m: m.startswith("xdray.teacher")),
     ("transfer", lambda m: m.startswith("xdray.transfer")),
     ("distill", lambda m: m.startswith("xdray.distill")),
     ("frontier", lambda m: m.startswith("xdray.frontier")),
     ("serve", lambda m: m.startswith("xdray.serve")),
+    ("experiment", lambda m: m == "xdray.config"),
     ("entry points", lambda m: m in ("xdray.pipeline", "xdray.doctor", "xdray.__main__", "xdray")
      or m.startswith(("xdray.bench", "xdray.cli"))),
 ]
 # The modules that run a stage on the cluster (Ray at the edges); core.runtime starts or joins it.
 RAY_MODULES = {"xdray.core.runtime", "xdray.teacher.finetune", "xdray.transfer.build", "xdray.distill.tuning",
                "xdray.frontier.latency", "xdray.serve.deploy", "xdray.serve.corpus", "xdray.doctor"}
-MAX_LINES = 400
+MAX_LINES = 300
 
 
 def module_name(path: Path) -> str:

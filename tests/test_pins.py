@@ -8,10 +8,9 @@ import pytest
 from conftest import REPO
 from xdray.config import load_experiment
 from xdray.core.loader import config_to_dict
-from xdray.pipeline import labelled_data
+from xdray.pipeline import labelled_data, teacher_settings, trial_config, transfer_settings
 from xdray.distill.keys import trial_key
 from xdray.distill.schema import DistillConfig
-from xdray.distill.tuning import trial_config
 from xdray.teacher.stage import input_fingerprint
 
 
@@ -23,7 +22,7 @@ QUICKSTART_AS_PINNED = {"data.labelled.train_per_language": 600, "teacher.finetu
 def test_quickstart_data_teacher_inputs_and_trial_keys():
     cfg, data = labelled_data(load_experiment(REPO / "experiments" / "quickstart.yaml", QUICKSTART_AS_PINNED))
     assert data.fingerprint == "ed714204bff4d06f"
-    assert input_fingerprint(cfg, data) == "969d92c19a86a613"  # RUN/teacher/fingerprint.json "inputs"
+    assert input_fingerprint(teacher_settings(cfg), data) == "969d92c19a86a613"  # RUN/teacher/fingerprint.json "inputs"
     base = {**config_to_dict(cfg), "distill": config_to_dict(DistillConfig())}  # the paper's default plan
     keys = {trial_key(trial_config(base, {"student.embedding_dim": e, "student.hidden_size": h}))
             for e in (32, 64) for h in (32, 64)}
@@ -78,11 +77,11 @@ def test_tiny_teacher_weights_transfer_set_and_rows(tiny_built, tmp_path):
 
     cfg, data, teacher, transfer = tiny_built
     assert data.fingerprint == "783fcdfc4e983ca9"
-    assert input_fingerprint(cfg, data) == "bbd3a4a2008ee86b"
+    assert input_fingerprint(teacher_settings(cfg), data) == "bbd3a4a2008ee86b"
     assert teacher.fingerprint == weights_fingerprint(teacher.path)
     pinned_teacher = fingerprint_as_pinned(teacher.path, tmp_path)
     assert pinned_teacher == "3ffb51c545495203"
-    plan = make_plan(cfg, teacher.path, teacher.fingerprint, transfer.manifest["data_fingerprint"])
+    plan = make_plan(transfer_settings(cfg), teacher.path, teacher.fingerprint, transfer.manifest["data_fingerprint"])
     assert plan_fingerprint(plan) == transfer.fingerprint
     assert plan_fingerprint(replace(plan, teacher_fingerprint=pinned_teacher)) == "32d835f9854de63d"
     assert ids_digest(transfer.path) == IDS_DIGEST
@@ -98,7 +97,7 @@ def test_a_seeded_tiny_student_gives_pinned_metrics(tiny_built, tmp_path):
     metric shows up here, not as a vague drift in a study."""
     from xdray.config import config_from_dict
     from xdray.distill.trial import prepare, train_student
-    from xdray.distill.tuning import trial_settings
+    from xdray.pipeline import trial_settings
 
     cfg, data, teacher, transfer = tiny_built
     raw = config_to_dict(cfg)

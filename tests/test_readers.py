@@ -6,11 +6,11 @@ from pathlib import Path
 import datasets
 import pytest
 
-from conftest import REPO, tiny_raw
+from conftest import REPO, labelled_of, tiny_raw
 from xdray.config import load_experiment
 from xdray.core.errors import DataError
 from xdray.data.iob import Columns, read_iob_file
-from xdray.data.sources import load_labelled, resolve_labels
+from xdray.data.sources import resolve_labels
 
 OWN = REPO / "tests" / "data" / "own_data"
 UNER = REPO.parent / "shared" / "data" / "uner"
@@ -94,7 +94,7 @@ def conll_experiment(write_experiment, **labelled):
 def test_one_file_per_split_and_labels_from_the_data(write_experiment):
     cfg = conll_experiment(write_experiment, train=str(OWN / "eng.train"), dev=str(OWN / "eng.testa"),
                            test=str(OWN / "eng.testb"), scheme="iob1")
-    data = load_labelled(cfg)
+    data = labelled_of(cfg)
     assert data.labels == ("O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER")
     assert {s: len(d) for s, d in data.splits.items()} == {"train": 48, "dev": 16, "test": 16}
     assert data.languages == ["en"]
@@ -107,10 +107,10 @@ def test_relative_split_files_and_missing_ones(write_experiment, tmp_path):
     write(tmp_path, "train.conll", "Rome B-LOC\nis O\n")
     write(tmp_path, "valid.conll", "Oslo B-LOC\n")
     cfg = conll_experiment(write_experiment, train="train.conll", dev="valid.conll")
-    assert load_labelled(cfg).labels == ("O", "B-LOC", "I-LOC")
+    assert labelled_of(cfg).labels == ("O", "B-LOC", "I-LOC")
     cfg = conll_experiment(write_experiment, train="train.conll", dev="nope.conll")
     with pytest.raises(DataError, match=r"data.labelled.dev: .*nope.conll does not exist"):
-        load_labelled(cfg)
+        labelled_of(cfg)
 
 
 def test_declared_labels_fix_the_order_and_refuse_others(write_experiment, tmp_path):
@@ -118,10 +118,10 @@ def test_declared_labels_fix_the_order_and_refuse_others(write_experiment, tmp_p
     cfg = load_experiment(write_experiment(tiny_raw(
         data__labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
         data__labelled={"source": "conll", "languages": ["en"], "train": "train.conll", "dev": "train.conll"})))
-    assert load_labelled(cfg).labels == ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+    assert labelled_of(cfg).labels == ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
     write(tmp_path, "train.conll", "Rome B-LOC\nis O\nAcme B-ORG\n")
     with pytest.raises(DataError, match=r"train.conll:3: unknown tag 'B-ORG'"):
-        load_labelled(cfg)
+        labelled_of(cfg)
 
 
 def test_a_finetuned_teachers_labels_win_and_must_match():
@@ -143,7 +143,7 @@ def test_save_to_disk_dataset_dict_with_validation(write_experiment, tmp_path):
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=FEATURES),
                           "validation": datasets.Dataset.from_dict(rows, features=FEATURES)}).save_to_disk(str(tmp_path / "hf"))
     raw = tiny_raw(data__labelled={"source": "datasets", "path": "hf", "languages": ["en"]})
-    data = load_labelled(load_experiment(write_experiment(raw)))
+    data = labelled_of(load_experiment(write_experiment(raw)))
     assert data.labels == ("O", "B-X", "I-X", "B-PRODUCT", "I-PRODUCT")  # the ClassLabel's own order
     assert set(data.splits) == {"train", "dev"} and len(data.splits["dev"]) == 2
     assert data.splits["train"][0]["ner_tags"] == [1, 0, 3]
@@ -159,15 +159,15 @@ def test_jsonl_with_string_tags_and_parquet_with_ids(write_experiment, tmp_path)
     labelled = {"source": "datasets", "train": "train.jsonl", "dev": "dev.parquet", "languages": ["it"]}
     with pytest.raises(DataError, match="dev.parquet: ner_tags are integers with no ClassLabel names; list the tag "
                                         "names in data.labels"):
-        load_labelled(load_experiment(write_experiment(tiny_raw(data__labelled=labelled))))
+        labelled_of(load_experiment(write_experiment(tiny_raw(data__labelled=labelled))))
     raw = tiny_raw(data__labelled=labelled, data__labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
-    data = load_labelled(load_experiment(write_experiment(raw)))
+    data = labelled_of(load_experiment(write_experiment(raw)))
     assert data.splits["train"]["lang"] == ["it", "no"]  # a lang column wins
     assert data.splits["dev"][0] == {"lang": "it", "tokens": ["Rome"], "ner_tags": [3]}
     lines[1]["ner_tags"] = ["S-LOC"]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     with pytest.raises(DataError, match=r"train.jsonl: the tags look like bioes"):
-        load_labelled(load_experiment(write_experiment(raw)))
+        labelled_of(load_experiment(write_experiment(raw)))
 
 
 def test_dataset_errors_name_file_and_row(write_experiment, tmp_path):
@@ -175,10 +175,10 @@ def test_dataset_errors_name_file_and_row(write_experiment, tmp_path):
     raw = tiny_raw(data__labelled={"source": "datasets", "train": "train.jsonl", "dev": "train.jsonl",
                                    "languages": ["en"]})
     with pytest.raises(DataError, match=r"train.jsonl:1: 2 tokens but 1 ner_tags"):
-        load_labelled(load_experiment(write_experiment(raw)))
+        labelled_of(load_experiment(write_experiment(raw)))
     (tmp_path / "train.jsonl").write_text('{"words": ["a"], "ner_tags": ["O"]}\n')
     with pytest.raises(DataError, match=r"train.jsonl: no column tokens"):
-        load_labelled(load_experiment(write_experiment(raw)))
+        labelled_of(load_experiment(write_experiment(raw)))
 
 
 def test_a_comment_inside_a_sentence_keeps_line_numbers_right(tmp_path):
@@ -200,7 +200,7 @@ def test_the_old_iob_name_keeps_wikiann_order(write_experiment, tmp_path):
                           ("conll", ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"))):
         cfg = load_experiment(write_experiment(tiny_raw(data__labelled={
             "source": source, "languages": ["en"], "train": "train.conll", "dev": "train.conll"})))
-        assert load_labelled(cfg).labels == order
+        assert labelled_of(cfg).labels == order
 
 
 def test_a_finetuned_teacher_and_data_labels_in_another_order_are_refused():
@@ -219,7 +219,7 @@ def test_dataset_layout_errors(write_experiment, tmp_path):
     for labelled, message in cases:
         raw = tiny_raw(data__labelled={"source": "datasets", **labelled})
         with pytest.raises(DataError, match=message):
-            load_labelled(load_experiment(write_experiment(raw)))
+            labelled_of(load_experiment(write_experiment(raw)))
 
 
 def test_parquet_with_large_string_tags(write_experiment, tmp_path):
@@ -231,4 +231,4 @@ def test_parquet_with_large_string_tags(write_experiment, tmp_path):
     pq.write_table(table, tmp_path / "train.parquet")
     raw = tiny_raw(data__labelled={"source": "datasets", "train": "train.parquet", "dev": "train.parquet",
                                    "languages": ["en"]})
-    assert load_labelled(load_experiment(write_experiment(raw))).labels == ("O", "B-PER", "I-PER")
+    assert labelled_of(load_experiment(write_experiment(raw))).labels == ("O", "B-PER", "I-PER")

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_raw
+from conftest import labelled_of, tiny_raw
 from test_converted import tiny_pieces, write_e5, write_tokenizer
 from xdray.config import load_experiment
-from xdray.data.sources import load_labelled
+from xdray.pipeline import teacher_settings, transfer_settings
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,9 @@ def e5_pipeline(tmp_path_factory, ray_local):
                    data__labelled__languages=["en", "de", "ru"], data__max_length=24)
     (root / "exp.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     cfg = load_experiment(root / "exp.yaml")
-    data = load_labelled(cfg)
-    teacher = run_teacher_stage(cfg, data, root / "run")
-    transfer = build_transfer_set(cfg, root / "run", teacher.path, teacher.fingerprint, data)
+    data = labelled_of(cfg)
+    teacher = run_teacher_stage(teacher_settings(cfg), data, root / "run")
+    transfer = build_transfer_set(transfer_settings(cfg), root / "run", teacher.path, teacher.fingerprint, data)
     return cfg, data, teacher, transfer, root
 
 
@@ -69,7 +69,7 @@ def test_a_student_learns_from_it_and_tags_every_word(e5_pipeline):
     from xdray.config import config_from_dict
     from xdray.core.loader import config_to_dict
     from xdray.distill.trial import prepare, train_student
-    from xdray.distill.tuning import trial_settings
+    from xdray.pipeline import trial_settings
     from xdray.serve.tagger import Tagger
 
     def tag(path, sentences, runtime="auto"):

@@ -1,11 +1,10 @@
 import datasets
 import pytest
 
-from conftest import tiny_raw
+from conftest import labelled_of, tiny_raw, unlabelled_of
 from xdray.config import load_experiment
 from xdray.data.schema import WIKIANN_LABELS
 from xdray.data import synthetic
-from xdray.data.sources import load_labelled, load_unlabelled
 from xdray.core.errors import DataError
 
 
@@ -50,22 +49,22 @@ def test_synthetic_has_every_entity_type_and_held_out_names():
 
 
 def test_synthetic_source_through_config(write_experiment):
-    data = load_labelled(load_experiment(write_experiment(tiny_raw())))
+    data = labelled_of(load_experiment(write_experiment(tiny_raw())))
     assert set(data.splits) == {"train", "dev", "test"}
     assert len(data.splits["train"]) == 3 * 60 and data.languages == ["en", "hi", "ru"]
     row = data.splits["train"][0]
     assert set(row) == {"lang", "tokens", "ner_tags"}
     assert all(0 <= t < len(WIKIANN_LABELS) for t in row["ner_tags"])
-    again = load_labelled(load_experiment(write_experiment(tiny_raw())))
+    again = labelled_of(load_experiment(write_experiment(tiny_raw())))
     assert again.fingerprint == data.fingerprint
-    other = load_labelled(load_experiment(write_experiment(tiny_raw(data__labelled__seed=99))))
+    other = labelled_of(load_experiment(write_experiment(tiny_raw(data__labelled__seed=99))))
     assert other.fingerprint != data.fingerprint
 
 
 def test_synthetic_rejects_unknown_languages(write_experiment):
     cfg = load_experiment(write_experiment(tiny_raw(data__labelled__languages=["en", "xx"])))
     with pytest.raises(DataError, match=r"synthetic data has no \['xx'\]"):
-        load_labelled(cfg)
+        labelled_of(cfg)
 
 
 def iob_experiment(write_experiment, tmp_path, **extra):
@@ -81,7 +80,7 @@ def iob_experiment(write_experiment, tmp_path, **extra):
 
 def test_iob_source_reads_split_files_relative_to_experiment(write_experiment, tmp_path):
     cfg, _ = iob_experiment(write_experiment, tmp_path, train_per_language=3)
-    data = load_labelled(cfg)
+    data = labelled_of(cfg)
     assert set(data.splits) == {"train", "dev"}  # test is optional
     assert len(data.splits["train"]) == 6 and len(data.splits["dev"]) == 10
     assert data.splits["dev"][5]["tokens"] == ["Москва", "is", "big"]
@@ -92,13 +91,13 @@ def test_iob_source_missing_file_is_named(write_experiment, tmp_path):
     cfg, corpus = iob_experiment(write_experiment, tmp_path)
     (corpus / "dev-ru.tsv").unlink()
     with pytest.raises(DataError, match="missing file .*dev-ru.tsv"):
-        load_labelled(cfg)
+        labelled_of(cfg)
 
 
 def test_panx_source(write_experiment, panx_dir):
     raw = tiny_raw(data__labelled={"source": "iob", "path": str(panx_dir), "languages": ["en", "ar", "hi"],
                                    "train_per_language": 50, "dev_per_language": 20})
-    data = load_labelled(load_experiment(write_experiment(raw)))
+    data = labelled_of(load_experiment(write_experiment(raw)))
     assert len(data.splits["train"]) == 150 and len(data.splits["dev"]) == 60
     assert data.languages == ["ar", "en", "hi"]
 
@@ -128,7 +127,7 @@ def test_wikiann_source_on_a_local_copy(write_experiment, tmp_path):
     labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-ORG", "I-ORG"]  # a different order on purpose
     raw = tiny_raw(data__labelled={"source": "wikiann", "dataset": str(root), "languages": ["en", "fr"]},
                    data__labels=labels)
-    data = load_labelled(load_experiment(write_experiment(raw)))
+    data = labelled_of(load_experiment(write_experiment(raw)))
     assert {s: len(d) for s, d in data.splits.items()} == {"train": 8, "dev": 4, "test": 6}
     assert [labels[t] for t in data.splits["test"][0]["ner_tags"]] == ["B-LOC", "O", "O"]
 
@@ -138,13 +137,13 @@ def test_wikiann_tags_outside_data_labels_are_refused(write_experiment, tmp_path
     raw = tiny_raw(data__labelled={"source": "wikiann", "dataset": str(tmp_path / "wikiann"), "languages": ["en"]},
                    data__labels=["O", "B-PER", "I-PER"])
     with pytest.raises(DataError, match=r"wikiann/en/train:1: unknown tag 'B-LOC'"):
-        load_labelled(load_experiment(write_experiment(raw)))
+        labelled_of(load_experiment(write_experiment(raw)))
 
 
 def test_wikiann_labels_default_to_the_classlabel_order(write_experiment, tmp_path):
     save_wikiann(tmp_path / "wikiann", "en", {"train": 2, "validation": 1})
     raw = tiny_raw(data__labelled={"source": "wikiann", "dataset": str(tmp_path / "wikiann"), "languages": ["en"]})
-    assert load_labelled(load_experiment(write_experiment(raw))).labels == WIKIANN_LABELS
+    assert labelled_of(load_experiment(write_experiment(raw))).labels == WIKIANN_LABELS
 
 
 def test_unlabelled_sources(write_experiment, tmp_path):
@@ -153,20 +152,20 @@ def test_unlabelled_sources(write_experiment, tmp_path):
     raw = tiny_raw(data__unlabelled=[{"source": "labelled", "split": "train", "max_sentences": 10},
                                      {"source": "text", "path": "text/*.txt", "lang": "de"}])
     cfg = load_experiment(write_experiment(raw))
-    unlabelled = load_unlabelled(cfg, load_labelled(cfg))
+    unlabelled = unlabelled_of(cfg, labelled_of(cfg))
     assert len(unlabelled) == 12 and set(unlabelled.column_names) == {"lang", "tokens"}
     assert unlabelled[-1] == {"lang": "de", "tokens": ["Hamburg", "auch"]}
     bad = tiny_raw(data__unlabelled=[{"source": "text", "path": "nothing/*.txt"}])
     cfg = load_experiment(write_experiment(bad))
     with pytest.raises(DataError, match="no file matches"):
-        load_unlabelled(cfg, load_labelled(cfg))
+        unlabelled_of(cfg, labelled_of(cfg))
 
 
 def test_unlabelled_text_bad_utf8(write_experiment, tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"fine\nbad \xff\n")
     cfg = load_experiment(write_experiment(tiny_raw(data__unlabelled=[{"source": "text", "path": "bad.txt"}])))
     with pytest.raises(DataError, match=r"bad.txt:2: invalid UTF-8"):
-        load_unlabelled(cfg, load_labelled(cfg))
+        unlabelled_of(cfg, labelled_of(cfg))
 
 
 def test_unlabelled_iob_files_drop_labels_and_keep_languages(write_experiment, tmp_path):
@@ -175,15 +174,15 @@ def test_unlabelled_iob_files_drop_labels_and_keep_languages(write_experiment, t
     (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\tB-PER\n", encoding="utf-8")
     cfg = load_experiment(write_experiment(tiny_raw(data__unlabelled=[
         {"source": "iob", "path": "panx/train-*.tsv"}])))
-    unlabelled = load_unlabelled(cfg, load_labelled(cfg))
+    unlabelled = unlabelled_of(cfg, labelled_of(cfg))
     assert unlabelled.to_list() == [{"lang": "fr", "tokens": ["Paris", "est"]}, {"lang": "fr", "tokens": ["Le", "Monde"]},
                                     {"lang": "nl", "tokens": ["Jan"]}]
     # labels are dropped, so any tags (or none: one column) are fine; the columns must still agree
     (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\tB-PERSON\nen\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train-nl.tsv:2: expected 2 columns"):
-        load_unlabelled(cfg, load_labelled(cfg))
+        unlabelled_of(cfg, labelled_of(cfg))
     (tmp_path / "panx" / "train-nl.tsv").write_text("Jan\nen\n", encoding="utf-8")
-    assert load_unlabelled(cfg, load_labelled(cfg)).to_list()[-1] == {"lang": "nl", "tokens": ["Jan", "en"]}
+    assert unlabelled_of(cfg, labelled_of(cfg)).to_list()[-1] == {"lang": "nl", "tokens": ["Jan", "en"]}
 
 
 def test_panx_minilm_experiment_reads_real_files(panx_dir):
@@ -192,5 +191,5 @@ def test_panx_minilm_experiment_reads_real_files(panx_dir):
     cfg = load_experiment(REPO / "experiments" / "panx_minilm_en.yaml",
                           {"data.unlabelled": [{"source": "iob", "path": str(panx_dir / "train-de.tsv"),
                                                 "max_sentences": 50}]})
-    unlabelled = load_unlabelled(cfg, load_labelled(cfg))
+    unlabelled = unlabelled_of(cfg, labelled_of(cfg))
     assert len(unlabelled) == 50 and set(unlabelled["lang"]) == {"de"}

@@ -9,7 +9,7 @@ from xdray.config import load_experiment
 from xdray.data.schema import WIKIANN_LABELS
 from xdray.core.errors import DataError, TeacherError
 from xdray.core.stage import PARTIAL
-from xdray.pipeline import labelled_data
+from xdray.pipeline import labelled_data, teacher_settings
 from xdray.teacher.load import build_teacher, evaluate_teacher, initial_teacher, load_tokenizer
 from xdray.teacher.stage import encode_splits, run_teacher_stage, weights_fingerprint
 
@@ -24,7 +24,7 @@ def tiny(write_experiment):
 
 def test_build_teacher_offline(tiny):
     cfg, data = tiny()
-    model, tokenizer = build_teacher(cfg, data)
+    model, tokenizer = build_teacher(cfg.teacher.build, cfg.seed, data)
     assert model.config.num_labels == 7 and model.config.id2label[1] == "B-PER"
     assert model.get_input_embeddings().num_embeddings == len(tokenizer) <= 600
     assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 1
@@ -38,7 +38,7 @@ def test_evaluate_save_and_skip(tiny, tmp_path):
     teacher it fine-tunes twice anyway."""
     cfg, data = tiny(teacher__finetune={"epochs": 0})
     run_dir = tmp_path / "run"
-    out = run_teacher_stage(cfg, data, run_dir)
+    out = run_teacher_stage(teacher_settings(cfg), data, run_dir)
     assert not out.skipped and out.path == run_dir / "teacher"
     files = {p.name for p in out.path.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "fingerprint.json"} <= files
@@ -60,7 +60,7 @@ def test_evaluate_save_and_skip(tiny, tmp_path):
 
     # Same inputs: skipped, nothing rewritten.
     mtime = (out.path / "model.safetensors").stat().st_mtime_ns
-    second = run_teacher_stage(cfg, data, run_dir)
+    second = run_teacher_stage(teacher_settings(cfg), data, run_dir)
     assert second.skipped and second.fingerprint == out.fingerprint
     assert (out.path / "model.safetensors").stat().st_mtime_ns == mtime
 
@@ -69,7 +69,7 @@ def test_evaluate_save_and_skip(tiny, tmp_path):
 
     # Different inputs (another seed, so other weights): rebuilt in place.
     cfg2, data2 = tiny(seed=1, teacher__finetune={"epochs": 0})
-    third = run_teacher_stage(cfg2, data2, run_dir)
+    third = run_teacher_stage(teacher_settings(cfg2), data2, run_dir)
     assert not third.skipped and third.fingerprint != out.fingerprint
 
 
@@ -77,7 +77,7 @@ def test_evaluate_save_and_skip(tiny, tmp_path):
 def encoder_dir(tmp_path, tiny):
     """A local pretrained encoder (no token-classification head) with its tokenizer."""
     cfg, data = tiny()
-    _, tokenizer = build_teacher(cfg, data)
+    _, tokenizer = build_teacher(cfg.teacher.build, cfg.seed, data)
     torch.manual_seed(0)
     encoder = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
                                    num_attention_heads=2, intermediate_size=64, max_position_embeddings=32))
@@ -89,12 +89,12 @@ def encoder_dir(tmp_path, tiny):
 
 def test_pretrained_encoder_gets_a_new_head(tiny, encoder_dir, tmp_path):
     cfg, data = tiny(teacher={"init": "pretrained", "model": str(encoder_dir), "finetune": {"epochs": 0}})
-    model, tokenizer = initial_teacher(cfg, data)
+    model, tokenizer = initial_teacher(cfg.teacher, cfg.base_dir, cfg.seed, data)
     assert model.config.num_labels == len(WIKIANN_LABELS)
     assert model.classifier.out_features == len(WIKIANN_LABELS)
     encoder = BertModel.from_pretrained(encoder_dir)
     assert torch.equal(model.bert.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
-    out = run_teacher_stage(cfg, data, tmp_path / "run")  # epochs 0: evaluated as it is, no Ray needed
+    out = run_teacher_stage(teacher_settings(cfg), data, tmp_path / "run")  # epochs 0: evaluated as it is, no Ray needed
     assert set(out.metrics) >= {"dev", "test"}
 
 
@@ -113,7 +113,7 @@ def save_classifier(path, labels, tokenizer, vocab_rows=None):
 ])
 def test_finetuned_checkpoint_must_cover_the_datas_types(tiny, tmp_path, labels, fragment):
     cfg, data = tiny()
-    _, tokenizer = build_teacher(cfg, data)
+    _, tokenizer = build_teacher(cfg.teacher.build, cfg.seed, data)
     save_classifier(tmp_path / "ckpt", labels, tokenizer)
     with pytest.raises(DataError, match="the checkpoint predicts") as err:
         tiny(teacher={"init": "finetuned", "model": str(tmp_path / "ckpt")})
@@ -122,28 +122,28 @@ def test_finetuned_checkpoint_must_cover_the_datas_types(tiny, tmp_path, labels,
 
 def test_finetuned_checkpoint_gives_the_label_order_and_is_not_trained_further(tiny, tmp_path):
     cfg, data = tiny()
-    _, tokenizer = build_teacher(cfg, data)
+    _, tokenizer = build_teacher(cfg.teacher.build, cfg.seed, data)
     theirs = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-ORG", "I-ORG")  # not the data's own order
     save_classifier(tmp_path / "ckpt", theirs, tokenizer)
     cfg, data = tiny(teacher={"init": "finetuned", "model": str(tmp_path / "ckpt")})
     assert cfg.data.labels == data.labels == theirs and cfg.teacher.finetune.epochs == 0
-    model, _ = initial_teacher(cfg, data)
+    model, _ = initial_teacher(cfg.teacher, cfg.base_dir, cfg.seed, data)
     assert model.config.id2label[1] == "B-LOC"
 
 
 def test_tokenizer_that_does_not_fit_the_model(tiny, tmp_path):
     cfg, data = tiny()
-    _, tokenizer = build_teacher(cfg, data)
+    _, tokenizer = build_teacher(cfg.teacher.build, cfg.seed, data)
     save_classifier(tmp_path / "ckpt", WIKIANN_LABELS, tokenizer, vocab_rows=50)
     cfg, data = tiny(teacher={"init": "finetuned", "model": str(tmp_path / "ckpt")})
     with pytest.raises(TeacherError, match="do not belong together"):
-        initial_teacher(cfg, data)
+        initial_teacher(cfg.teacher, cfg.base_dir, cfg.seed, data)
 
 
 def test_missing_model_directory(tiny, tmp_path):
     cfg, data = tiny(teacher={"init": "pretrained", "model": str(tmp_path / "nowhere")})
     with pytest.raises(TeacherError, match="does not exist"):
-        initial_teacher(cfg, data)
+        initial_teacher(cfg.teacher, cfg.base_dir, cfg.seed, data)
 
 
 def test_package_model_reference(tmp_path, monkeypatch):

@@ -16,12 +16,12 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from conftest import SENTENCES, built_raw, tiny_raw
+from conftest import SENTENCES, built_raw, labelled_of, tiny_raw
 from xdray.config import load_experiment
-from xdray.data.sources import load_labelled
 from xdray.core import faults
 from xdray.transfer.build import CRASH_POINT
 from xdray.transfer.format import MANIFEST, TransferSetError, schema
+from xdray.pipeline import transfer_settings
 from xdray.transfer.stage import build_transfer_set, unlabelled_table
 from xdray.transfer.reader import TransferSet
 
@@ -29,7 +29,7 @@ from xdray.transfer.reader import TransferSet
 
 def experiment(write_experiment, **transfer):
     cfg = load_experiment(write_experiment(built_raw(**transfer)))
-    return cfg, load_labelled(cfg)
+    return cfg, labelled_of(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_reader_gives_back_the_teachers_own_outputs(built):
     cfg, data, teacher, out = built
     model = AutoModelForTokenClassification.from_pretrained(teacher.path).eval()
     tokenizer = AutoTokenizer.from_pretrained(teacher.path)
-    table, _ = unlabelled_table(cfg, data)
+    table, _ = unlabelled_table(transfer_settings(cfg), data)
     ts = TransferSet(out.path, expect={"teacher_fingerprint": teacher.fingerprint, "layer": 1})
     rows = {r[0]: r for split in ("train", "heldout") for r in ts.iter_rows(split, 0.1)}
     assert sorted(rows) == list(range(ts.rows))
@@ -80,7 +80,7 @@ def test_reader_gives_back_the_teachers_own_outputs(built):
 def test_second_run_is_a_fast_noop(built):
     cfg, data, teacher, out = built
     started = time.time()
-    again = build_transfer_set(cfg, out.path.parents[1], teacher.path, teacher.fingerprint, data)
+    again = build_transfer_set(transfer_settings(cfg), out.path.parents[1], teacher.path, teacher.fingerprint, data)
     assert again.skipped and again.manifest == out.manifest
     assert time.time() - started < 10
 
@@ -100,7 +100,7 @@ def test_resume_with_a_killed_actor_gives_the_same_rows(built, tmp_path):
     cfg, data, teacher, out = built
     partial = partial_copy(out, tmp_path / "run")
     faults.arm(partial, CRASH_POINT)  # the first actor to take a batch dies abruptly
-    resumed = build_transfer_set(cfg, tmp_path / "run", teacher.path, teacher.fingerprint, data)
+    resumed = build_transfer_set(transfer_settings(cfg), tmp_path / "run", teacher.path, teacher.fingerprint, data)
     assert not (resumed.path / faults.MARKER).exists(), "the actor must have been killed"
     assert sorted(all_uids(resumed.path).tolist()) == list(range(3 * SENTENCES))
     assert resumed.manifest["rows_digest"] == out.manifest["rows_digest"]
@@ -112,9 +112,11 @@ import sys
 from pathlib import Path
 from xdray.config import load_experiment
 from xdray.data.sources import load_labelled
+from xdray.pipeline import transfer_settings
 from xdray.transfer.stage import build_transfer_set
 cfg = load_experiment(sys.argv[1])
-build_transfer_set(cfg, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], load_labelled(cfg))
+build_transfer_set(transfer_settings(cfg), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4],
+                   load_labelled(cfg.data, cfg.base_dir))
 """
 
 
@@ -138,8 +140,8 @@ def test_driver_killed_mid_build_then_rerun(built, tmp_path, write_experiment, r
     partial = next(run.glob("transfer/*.partial"))
     done_before = len(list(partial.glob("shard-*.parquet")))
     assert not (partial / MANIFEST).exists() and done_before >= 1
-    big_data = load_labelled(big_cfg)
-    resumed = build_transfer_set(big_cfg, run, teacher.path, teacher.fingerprint, big_data)
+    big_data = labelled_of(big_cfg)
+    resumed = build_transfer_set(transfer_settings(big_cfg), run, teacher.path, teacher.fingerprint, big_data)
     assert sorted(all_uids(resumed.path).tolist()) == list(range(3 * 200))
     assert resumed.manifest["rows"] == 3 * 200
 
@@ -243,7 +245,7 @@ def test_reader_memory_does_not_grow_with_the_set(built, tmp_path):
 def test_hidden_pca_stores_projections_and_the_basis(built, tmp_path, write_experiment):
     cfg, data, teacher, out = built
     cfg_pca, data_pca = experiment(write_experiment, hidden_pca=8)
-    result = build_transfer_set(cfg_pca, tmp_path / "run", teacher.path, teacher.fingerprint, data_pca)
+    result = build_transfer_set(transfer_settings(cfg_pca), tmp_path / "run", teacher.path, teacher.fingerprint, data_pca)
     assert result.fingerprint != out.fingerprint
     m = result.manifest
     assert m["hidden_dim"] == 8 and m["hidden_size"] == 32

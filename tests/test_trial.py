@@ -11,7 +11,7 @@ from xdray.core.loader import config_to_dict
 from xdray.distill.schedule import expand
 from xdray.distill.loop import train_substage
 from xdray.distill.trial import prepare as prepare_settings, train_student as train_settings
-from xdray.distill.tuning import trial_settings
+from xdray.pipeline import trial_settings
 
 
 def prepare(cfg, *args, **kwargs):

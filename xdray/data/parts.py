@@ -5,18 +5,16 @@ the tags indexed afterwards (`xdray.data.labelled`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import datasets
 
 from xdray.core.errors import DataError
+from xdray.core.files import resolve_path
 from xdray.data import synthetic
 from xdray.data.hf import SPLIT_ALIASES, open_dataset, pick_split, read_dataset
 from xdray.data.iob import Columns, IobFile, read_iob_file
 from xdray.data.schema import WIKIANN_LABELS, LabelledConfig
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
 
 SPLITS = ("train", "dev", "test")
 SYNTHETIC_DEFAULT_COUNTS = {"train": 1000, "dev": 200, "test": 200}
@@ -59,13 +57,13 @@ def _conll_file(cfg: LabelledConfig, path: Path, lang: str) -> IobFile:
     return read_iob_file(path, lang=lang, scheme=cfg.scheme, columns=Columns(cfg.token_column, cfg.tag_column))
 
 
-def _conll_parts(cfg: LabelledConfig, base: ExperimentConfig) -> dict[str, list[IobFile]]:
+def _conll_parts(cfg: LabelledConfig, base_dir: str | Path) -> dict[str, list[IobFile]]:
     """Column files: one per split (train:, dev:, test:) or a directory by file_pattern."""
     if cfg.split_files:
         lang = cfg.languages[0]
-        return {split: [_conll_file(cfg, _existing(base, path, f"data.labelled.{split}"), lang)]
+        return {split: [_conll_file(cfg, _existing(base_dir, path, f"data.labelled.{split}"), lang)]
                 for split, path in cfg.split_files.items()}
-    root = base.resolve_path(cfg.path)
+    root = resolve_path(base_dir, cfg.path)
     if not root.is_dir():
         raise DataError(f"data.labelled.path: {root} is not a directory")
     parts: dict[str, list[IobFile]] = {}
@@ -80,19 +78,19 @@ def _conll_parts(cfg: LabelledConfig, base: ExperimentConfig) -> dict[str, list[
     return parts
 
 
-def _existing(base: ExperimentConfig, path: str, key: str) -> Path:
-    resolved = base.resolve_path(path)
+def _existing(base_dir: str | Path, path: str, key: str) -> Path:
+    resolved = resolve_path(base_dir, path)
     if not resolved.exists():
         raise DataError(f"{key}: {resolved} does not exist")
     return resolved
 
 
-def _datasets_parts(cfg: LabelledConfig, declared: Sequence[str], base: ExperimentConfig) -> dict[str, list[IobFile]]:
+def _datasets_parts(cfg: LabelledConfig, declared: Sequence[str], base_dir: str | Path) -> dict[str, list[IobFile]]:
     """A DatasetDict folder (path:) and/or one dataset file or folder per split."""
     lang = cfg.languages[0] if len(cfg.languages) == 1 else None
-    sources = {split: (_existing(base, p, f"data.labelled.{split}"), split) for split, p in cfg.split_files.items()}
+    sources = {split: (_existing(base_dir, p, f"data.labelled.{split}"), split) for split, p in cfg.split_files.items()}
     if cfg.path:
-        folder = _existing(base, cfg.path, "data.labelled.path")
+        folder = _existing(base_dir, cfg.path, "data.labelled.path")
         for split in SPLITS:
             sources.setdefault(split, (folder, "path"))
     parts: dict[str, list[IobFile]] = {}
@@ -110,8 +108,8 @@ def _datasets_parts(cfg: LabelledConfig, declared: Sequence[str], base: Experime
     return parts
 
 
-def _wikiann_parts(cfg: LabelledConfig, base: ExperimentConfig) -> dict[str, list[IobFile]]:
-    local = base.resolve_path(cfg.dataset)
+def _wikiann_parts(cfg: LabelledConfig, base_dir: str | Path) -> dict[str, list[IobFile]]:
+    local = resolve_path(base_dir, cfg.dataset)
     dataset = str(local) if local.is_dir() else cfg.dataset  # a local copy, relative to the experiment file
     parts: dict[str, list[IobFile]] = {}
     for lang in cfg.languages:
@@ -123,16 +121,16 @@ def _wikiann_parts(cfg: LabelledConfig, base: ExperimentConfig) -> dict[str, lis
     return parts
 
 
-def read_labelled_parts(cfg: LabelledConfig, declared: Sequence[str], base: ExperimentConfig) -> dict[str, list[IobFile]]:
+def read_labelled_parts(cfg: LabelledConfig, declared: Sequence[str], base_dir: str | Path) -> dict[str, list[IobFile]]:
     """Every labelled split of the configured source as sentences with IOB2 string tags."""
     if cfg.source == "iob":
-        return _legacy_order(_conll_parts(cfg, base))
+        return _legacy_order(_conll_parts(cfg, base_dir))
     if cfg.source == "conll":
-        return _conll_parts(cfg, base)
+        return _conll_parts(cfg, base_dir)
     if cfg.source == "datasets":
-        return _datasets_parts(cfg, declared, base)
+        return _datasets_parts(cfg, declared, base_dir)
     if cfg.source == "wikiann":
-        return _wikiann_parts(cfg, base)
+        return _wikiann_parts(cfg, base_dir)
     return _synthetic_parts(cfg)
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Sequence
 
 import datasets
 
 from xdray.core.errors import DataError
+from xdray.core.files import resolve_path
 from xdray.data.iob import Columns, read_iob_file
 from xdray.data.labelled import LabelledData, sample_indices
 from xdray.data.schema import UnlabelledConfig
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
 
 UNLABELLED_FEATURES = datasets.Features({
     "lang": datasets.Value("string"),
@@ -45,14 +43,14 @@ def read_text_file(path: Path, lang: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _unlabelled_rows(src: UnlabelledConfig, cfg: ExperimentConfig, labelled: LabelledData) -> list[dict]:
+def _unlabelled_rows(src: UnlabelledConfig, base_dir: str | Path, labelled: LabelledData) -> list[dict]:
     if src.source == "labelled":
         if src.split not in labelled.splits:
             raise DataError(f"data.unlabelled: split {src.split!r} is not in the labelled data "
                             f"(have {sorted(labelled.splits)})")
         ds = labelled.splits[src.split]
         return [{"lang": l, "tokens": t} for l, t in zip(ds["lang"], ds["tokens"])]
-    pattern = str(cfg.resolve_path(src.path))
+    pattern = str(resolve_path(base_dir, src.path))
     paths = sorted(glob.glob(pattern))
     if not paths:
         raise DataError(f"data.unlabelled: no file matches {pattern}")
@@ -69,16 +67,18 @@ def _unlabelled_rows(src: UnlabelledConfig, cfg: ExperimentConfig, labelled: Lab
     return rows
 
 
-def check_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> None:
+def check_unlabelled(sources: Sequence[UnlabelledConfig], base_dir: str | Path, labelled: LabelledData) -> None:
     """Read every unlabelled source, raising DataError on a bad one."""
-    for src in cfg.data.unlabelled:
-        _unlabelled_rows(src, cfg, labelled)
+    for src in sources:
+        _unlabelled_rows(src, base_dir, labelled)
 
 
-def load_unlabelled(cfg: ExperimentConfig, labelled: LabelledData) -> datasets.Dataset:
-    """All unlabelled sources of the experiment, concatenated in config order."""
+def load_unlabelled(sources: Sequence[UnlabelledConfig], base_dir: str | Path, seed: int,
+                    labelled: LabelledData) -> datasets.Dataset:
+    """The unlabelled sources (data.unlabelled; relative paths against `base_dir`), concatenated
+    in config order, each capped at its max_sentences with a subsample seeded by `seed`."""
     rows: list[dict[str, Any]] = []
-    for i, src in enumerate(cfg.data.unlabelled):
-        part = _unlabelled_rows(src, cfg, labelled)
-        rows += _cap(part, src.max_sentences, cfg.seed, f"unlabelled/{i}")
+    for i, src in enumerate(sources):
+        part = _unlabelled_rows(src, base_dir, labelled)
+        rows += _cap(part, src.max_sentences, seed, f"unlabelled/{i}")
     return datasets.Dataset.from_list(rows, features=UNLABELLED_FEATURES)

@@ -45,7 +45,7 @@ Report = Callable[[dict], None]
 @dataclass(frozen=True)
 class TrialSettings:
     """What a trial reads of the experiment: its student and plan, the seed, the labelled data's
-    max length, and where it runs (the pipeline fills it in: xdray.distill.tuning.trial_settings)."""
+    max length, and where it runs (the pipeline fills it in: xdray.pipeline.trial_settings)."""
 
     student: StudentConfig
     distill: DistillConfig

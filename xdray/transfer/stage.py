@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,17 +24,29 @@ from xdray.core.errors import DataError, XdrayError
 from xdray.core.files import atomic_write_json
 from xdray.core.loader import digest
 from xdray.core.rundir import TRANSFER_DIR
+from xdray.core.runtime import RuntimeConfig
 from xdray.core.stage import Stage, Work, run_stage
+from xdray.data.schema import UnlabelledConfig
 from xdray.data.sources import LabelledData, dataset_fingerprint, load_unlabelled, sample_indices
 from xdray.transfer.build import pca_basis, run_pipeline
 from xdray.transfer.format import (MANIFEST, SCHEMA_VERSION, TransferPlan, TransferSetError, read_manifest,
                                    resolve_layer, rows_digest, scan_shards, shard_name, write_shard)
 from xdray.transfer.reader import TransferSet
-
-if TYPE_CHECKING:
-    from xdray.config import ExperimentConfig
+from xdray.transfer.schema import TransferConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """What the transfer stage reads of the experiment."""
+
+    transfer: TransferConfig
+    unlabelled: tuple[UnlabelledConfig, ...]  # data.unlabelled: the text the teacher labels
+    base_dir: str  # the experiment file's folder: relative text paths resolve against it
+    seed: int
+    max_length: int  # data.max_length: sub-tokens a window
+    runtime: RuntimeConfig  # the cluster the actors run on
 
 
 @dataclass(frozen=True)
@@ -45,12 +57,13 @@ class TransferOutput:
     skipped: bool
 
 
-def unlabelled_table(cfg: "ExperimentConfig", labelled: LabelledData) -> tuple[pa.Table, str]:
+def unlabelled_table(s: TransferSettings, labelled: LabelledData) -> tuple[pa.Table, str]:
     """Rows (uid, lang, tokens) with stable uids, capped at transfer.max_sentences; and their
     fingerprint."""
-    ds = load_unlabelled(cfg, labelled)
-    if cfg.transfer.max_sentences and len(ds) > cfg.transfer.max_sentences:
-        ds = ds.select(sample_indices(len(ds), cfg.transfer.max_sentences, cfg.seed, "transfer"))
+    ds = load_unlabelled(s.unlabelled, s.base_dir, s.seed, labelled)
+    cap = s.transfer.max_sentences
+    if cap and len(ds) > cap:
+        ds = ds.select(sample_indices(len(ds), cap, s.seed, "transfer"))
     if len(ds) == 0:
         raise DataError("data.unlabelled: no sentences for the transfer set")
     table = ds.with_format("arrow")[:]
@@ -59,16 +72,16 @@ def unlabelled_table(cfg: "ExperimentConfig", labelled: LabelledData) -> tuple[p
     return table, dataset_fingerprint(labelled.labels, {"unlabelled": ds})
 
 
-def make_plan(cfg: "ExperimentConfig", teacher_dir: Path, teacher_fingerprint: str, data_fp: str) -> TransferPlan:
+def make_plan(s: TransferSettings, teacher_dir: Path, teacher_fingerprint: str, data_fp: str) -> TransferPlan:
     model_cfg = json.loads((teacher_dir / "config.json").read_text())
-    store_hidden = cfg.transfer.hidden == "layer"
-    pca = cfg.transfer.hidden_pca if store_hidden else 0
+    store_hidden = s.transfer.hidden == "layer"
+    pca = s.transfer.hidden_pca if store_hidden else 0
     if pca > model_cfg["hidden_size"]:
         raise XdrayError(f"transfer.hidden_pca: {pca} is more than the teacher's hidden size "
                          f"{model_cfg['hidden_size']}")
     return TransferPlan(teacher_dir=str(teacher_dir), teacher_fingerprint=teacher_fingerprint,
-                        layer=resolve_layer(cfg.transfer.layer, model_cfg["num_hidden_layers"]),
-                        store_hidden=store_hidden, max_length=cfg.data.max_length,
+                        layer=resolve_layer(s.transfer.layer, model_cfg["num_hidden_layers"]),
+                        store_hidden=store_hidden, max_length=s.max_length,
                         num_labels=len(model_cfg["id2label"]), hidden_size=model_cfg["hidden_size"],
                         data_fingerprint=data_fp, hidden_pca=pca)
 
@@ -98,7 +111,7 @@ def _deduplicate(directory: Path, shards: dict[str, np.ndarray]) -> dict[str, np
     return scan_shards(directory)
 
 
-def finalize(directory: Path, plan: TransferPlan, fingerprint: str, expected_rows: int, cfg: "ExperimentConfig") -> dict:
+def finalize(directory: Path, plan: TransferPlan, fingerprint: str, expected_rows: int, config_layer: int) -> dict:
     """Check every uid is present exactly once, then write the manifest (last); the PCA basis,
     where there is one, goes into the manifest."""
     shards = _deduplicate(directory, scan_shards(directory))
@@ -116,7 +129,7 @@ def finalize(directory: Path, plan: TransferPlan, fingerprint: str, expected_row
         total = (total + rows_digest(table)) % 2**64
     manifest = {
         "schema_version": SCHEMA_VERSION, "fingerprint": fingerprint, **asdict(plan), "hidden_dim": plan.hidden_dim,
-        "config_layer": cfg.transfer.layer, "rows": expected_rows, "tokens": tokens, "files": files,
+        "config_layer": config_layer, "rows": expected_rows, "tokens": tokens, "files": files,
         "rows_digest": f"{total:016x}", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "complete": True,
     }
@@ -137,14 +150,14 @@ def check_existing(final: Path, plan: TransferPlan) -> dict:
         raise TransferSetError(f"{err}; delete {final} and rerun `xdray transfer` to rebuild it") from None
 
 
-def build_transfer_set(cfg: "ExperimentConfig", run_dir: Path, teacher_dir: Path, teacher_fingerprint: str,
+def build_transfer_set(s: TransferSettings, run_dir: Path, teacher_dir: Path, teacher_fingerprint: str,
                        labelled: LabelledData) -> TransferOutput:
     """Build (or resume, or skip) the transfer set for this teacher, data and layer."""
-    rows, data_fp = unlabelled_table(cfg, labelled)
-    return build_from_rows(cfg, run_dir, teacher_dir, teacher_fingerprint, rows, data_fp)
+    rows, data_fp = unlabelled_table(s, labelled)
+    return build_from_rows(s, run_dir, teacher_dir, teacher_fingerprint, rows, data_fp)
 
 
-def build_into(cfg: "ExperimentConfig", plan: TransferPlan, fingerprint: str, rows: pa.Table, work: Work) -> None:
+def build_into(s: TransferSettings, plan: TransferPlan, fingerprint: str, rows: pa.Table, work: Work) -> None:
     """The stage body: shards for the rows not yet in work.staging (a resumed build keeps the
     finished ones), then the manifest, last."""
     staging = work.staging
@@ -155,10 +168,10 @@ def build_into(cfg: "ExperimentConfig", plan: TransferPlan, fingerprint: str, ro
         log.info("transfer: resuming: %d of %d sentences already in %d shards", rows.num_rows - pending.num_rows,
                  rows.num_rows, len(done))
     started = time.time()
-    pca = pca_basis(cfg, plan, rows, staging)
+    pca = pca_basis(s.transfer, s.runtime, s.seed, plan, rows, staging)
     if pending.num_rows:
-        run_pipeline(cfg, plan, pending, staging, pca)
-    manifest = finalize(staging, plan, fingerprint, rows.num_rows, cfg)
+        run_pipeline(s.transfer, s.runtime, plan, pending, staging, pca)
+    manifest = finalize(staging, plan, fingerprint, rows.num_rows, s.transfer.layer)
     log.info("transfer: %d sentences, %d tokens (%.0fs)", manifest["rows"], manifest["tokens"], time.time() - started)
 
 
@@ -169,7 +182,7 @@ def _summary(out: TransferOutput) -> str:
             f"{size / max(m['tokens'], 1):.0f} bytes/token")
 
 
-def transfer_stage(cfg: "ExperimentConfig", plan: TransferPlan, rows: pa.Table) -> Stage[TransferOutput]:
+def transfer_stage(s: TransferSettings, plan: TransferPlan, rows: pa.Table) -> Stage[TransferOutput]:
     fingerprint = plan_fingerprint(plan)
 
     def load(path: Path) -> TransferOutput | None:
@@ -178,11 +191,11 @@ def transfer_stage(cfg: "ExperimentConfig", plan: TransferPlan, rows: pa.Table) 
         return TransferOutput(path, fingerprint, check_existing(path, plan), skipped=True)
 
     return Stage(name="transfer", output=f"{TRANSFER_DIR}/{fingerprint}", load=load, resumable=True,
-                 build=lambda work: build_into(cfg, plan, fingerprint, rows, work), summary=_summary)
+                 build=lambda work: build_into(s, plan, fingerprint, rows, work), summary=_summary)
 
 
-def build_from_rows(cfg: "ExperimentConfig", run_dir: Path, teacher_dir: Path, teacher_fingerprint: str,
+def build_from_rows(s: TransferSettings, run_dir: Path, teacher_dir: Path, teacher_fingerprint: str,
                     rows: pa.Table, data_fp: str) -> TransferOutput:
     """The transfer set of `rows` (uid 0..N-1, lang, tokens) under run_dir/transfer/<fingerprint>."""
-    done = run_stage(run_dir, transfer_stage(cfg, make_plan(cfg, teacher_dir, teacher_fingerprint, data_fp), rows))
+    done = run_stage(run_dir, transfer_stage(s, make_plan(s, teacher_dir, teacher_fingerprint, data_fp), rows))
     return TransferOutput(done.path, done.value.fingerprint, done.value.manifest, skipped=done.skipped)

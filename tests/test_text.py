@@ -41,3 +41,53 @@ def test_a_type_change_or_a_new_b_starts_a_new_entity():
     ws = split_words(line)
     out = entities(line, ws, ["B-PER", "I-LOC", "B-LOC", "B-LOC"], [1.0] * 4)
     assert [(e["text"], e["label"]) for e in out] == [("A", "PER"), ("B", "LOC"), ("C", "LOC"), ("D", "LOC")]
+
+
+def texts_of(line):
+    return [w.text for w in split_words(line)]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("see https://example.com/path?q=Paris&lang=fr#top now",
+     ["see", "https://example.com/path?q=Paris&lang=fr#top", "now"]),
+    ("see https://x.org/a.", ["see", "https://x.org/a", "."]),
+    ("(see https://en.wikipedia.org/wiki/Paris_(France)).",
+     ["(", "see", "https://en.wikipedia.org/wiki/Paris_(France)", ")", "."]),
+    ("Go to www.example.com, or FTP://files.example.org/a/b!", ["Go", "to", "www.example.com", ",", "or",
+                                                              "FTP://files.example.org/a/b", "!"]),
+    ("链接https://x.org/a。谢谢", ["链", "接", "https://x.org/a", "。", "谢", "谢"]),
+    ("«http://x.org/»", ["«", "http://x.org/", "»"]),
+    ("http:// and www. are not URLs", ["http", ":", "/", "/", "and", "www", ".", "are", "not", "URLs"]),
+])
+def test_urls_stay_whole_without_the_punctuation_after_them(line, words):
+    assert texts_of(line) == words
+
+
+def test_emails_handles_and_hashtags_stay_whole():
+    assert texts_of("Mail anna.schmidt+news@example.co.uk, or @anna_s (#Paris2024)!") == [
+        "Mail", "anna.schmidt+news@example.co.uk", ",", "or", "@anna_s", "(", "#Paris2024", ")", "!"]
+    assert texts_of("请联系anna@example.org谢谢") == ["请", "联", "系", "anna@example.org", "谢", "谢"]
+    assert texts_of("#नरेंद्र_मोदी और @राहुल") == ["#नरेंद्र_मोदी", "और", "@राहुल"]
+    # not where a word starts, or not an address: split the PAN-X way
+    assert texts_of("user@localhost a@ @ b") == ["user", "@", "localhost", "a", "@", "@", "b"]
+    assert texts_of("x@y@z.org") == ["x", "@", "y@z.org"]
+
+
+def test_numbers_with_separators_stay_whole():
+    assert texts_of("1,000.5 people, 3.14, 1.000.000 at 12:30pm on 10/12/2024.") == [
+        "1,000.5", "people", ",", "3.14", ",", "1.000.000", "at", "12:30pm", "on", "10/12/2024", "."]
+    assert texts_of("٣٫١٤ and $5, 2024. v1.2.3 abc1,000") == [
+        "٣٫١٤", "and", "$", "5", ",", "2024", ".", "v1", ".", "2", ".", "3", "abc1", ",", "000"]
+    assert texts_of("1, 2 and 3.") == ["1", ",", "2", "and", "3", "."]
+
+
+def test_emoji_sequences_stay_whole():
+    line = "👩‍💻 🇩🇪🇫🇷 👍🏽 1️⃣2️⃣ #️⃣ ❤️‍🔥 🏴󠁧󠁢󠁳󠁣󠁴󠁿 🏳️‍🌈 😀😀 ok👍"
+    assert texts_of(line) == [
+        "👩\u200d💻", "🇩🇪", "🇫🇷", "👍🏽", "1️⃣", "2️⃣", "#️⃣", "❤️\u200d🔥",
+        "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", "🏳️\u200d🌈", "😀", "😀", "ok", "👍"]
+
+
+def test_zero_width_space_separates_and_marks_stay_with_their_character():
+    assert texts_of("\ufeffParis\u200bBerlin\u3000東京") == ["Paris", "Berlin", "東", "京"]
+    assert texts_of("葛\U000e0100城 か\u3099") == ["葛\U000e0100", "城", "か\u3099"]

@@ -91,3 +91,17 @@ def test_emoji_sequences_stay_whole():
 def test_zero_width_space_separates_and_marks_stay_with_their_character():
     assert texts_of("\ufeffParis\u200bBerlin\u3000東京") == ["Paris", "Berlin", "東", "京"]
     assert texts_of("葛\U000e0100城 か\u3099") == ["葛\U000e0100", "城", "か\u3099"]
+
+
+def test_entities_are_trimmed_of_punctuation():
+    line = "Moscow (Russia) is big."
+    ws = split_words(line)
+    assert [w.text for w in ws] == ["Moscow", "(", "Russia", ")", "is", "big", "."]
+    out = entities(line, ws, ["O", "B-LOC", "B-LOC", "I-LOC", "O", "O", "O"], [1.0, 0.2, 0.9, 0.1, 1, 1, 1])
+    assert out == [{"text": "Russia", "label": "LOC", "start": 8, "end": 14, "score": 0.9}]
+    out = entities(line, ws, ["B-LOC", "I-LOC", "I-LOC", "I-LOC", "O", "O", "B-PER"], [0.8, 0.1, 0.6, 0.1, 1, 1, 1])
+    assert [(e["text"], e["score"]) for e in out] == [("Moscow (Russia", 0.5)], "inner punctuation stays"
+    line = "« Anna » , « »"
+    ws = split_words(line)
+    out = entities(line, ws, ["B-PER", "I-PER", "I-PER", "I-PER", "B-ORG", "I-ORG"], [0.5] * 6)
+    assert [(e["text"], e["label"]) for e in out] == [("Anna", "PER")], "a span of only punctuation is dropped"

@@ -26,6 +26,9 @@ These are only recognised where a word could start: `xhttps://...`, `abc1,000` o
 split the PAN-X way, and an address does not start right after `.`, `-`, `+` or `%`. Addresses,
 handles, hashtags and numbers take the letters, marks and digits that follow them (`12:30pm`,
 `#नरेंद्र_मोदी`), but not Han or Kana, which keep their one character a word.
+
+An entity never begins or ends with a word of punctuation only, and is never only punctuation
+(see `entities`).
 """
 
 from __future__ import annotations
@@ -171,6 +174,12 @@ def split_words(line: str) -> list[Word]:
     return words
 
 
+def is_punctuation(text: str) -> bool:
+    """Whether a word is punctuation only: Unicode category P*, with any combining marks on it."""
+    return bool(text) and unicodedata.category(text[0])[0] == "P" and all(
+        unicodedata.category(ch)[0] in "PM" for ch in text)
+
+
 def _split_tag(tag: str) -> tuple[str, str]:
     """("B", "PER") from "B-PER"; ("O", "") from "O"."""
     prefix, _, kind = tag.partition("-")
@@ -179,8 +188,12 @@ def _split_tag(tag: str) -> tuple[str, str]:
 
 def entities(line: str, words: Sequence[Word], tags: Sequence[str], scores: Sequence[float]) -> list[dict]:
     """BIO tags of `words` as entity spans {text, label, start, end, score}. An I- tag that does
-    not continue an entity of its type starts one (no entity starts with I-); score is the mean
-    probability of the entity's word tags."""
+    not continue an entity of its type starts one (no entity starts with I-). Punctuation-only
+    words (is_punctuation) are trimmed off both ends of a span, and a span of nothing but
+    punctuation is dropped, so no entity is `(` or ends in one. `scores[i]` is the probability the
+    model gives word i's tag (xdray.data.windows.tag_words: the softmax over the labels at the
+    word's first sub-token, its largest value); an entity's score is their mean over the words
+    it keeps, rounded to 4 places."""
     spans: list[tuple[str, int, int]] = []  # (label, first word, last word)
     for i, tag in enumerate(tags):
         prefix, kind = _split_tag(tag)
@@ -192,6 +205,12 @@ def entities(line: str, words: Sequence[Word], tags: Sequence[str], scores: Sequ
             spans.append((kind, i, i))
     out = []
     for kind, first, last in spans:
+        while first <= last and is_punctuation(words[first].text):
+            first += 1
+        while last >= first and is_punctuation(words[last].text):
+            last -= 1
+        if first > last:
+            continue
         start, end = words[first].start, words[last].end
         score = sum(float(s) for s in scores[first:last + 1]) / (last - first + 1)
         out.append({"text": line[start:end], "label": kind, "start": start, "end": end, "score": round(score, 4)})

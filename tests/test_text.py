@@ -105,3 +105,57 @@ def test_entities_are_trimmed_of_punctuation():
     ws = split_words(line)
     out = entities(line, ws, ["B-PER", "I-PER", "I-PER", "I-PER", "B-ORG", "I-ORG"], [0.5] * 6)
     assert [(e["text"], e["label"]) for e in out] == [("Anna", "PER")], "a span of only punctuation is dropped"
+
+
+def random_line(rng):
+    """A random line mixing what raw text holds, often with nothing between the pieces."""
+    pieces = [
+        lambda: rng.choice(["Paris", "Anna", "O'Neil", "x", "Ab3", "_", "naïve"]),
+        lambda: rng.choice(".,;:!?()[]{}\"'«»“”—-…/\\@#%&*+=<>|~`^$€¥¿¡。，、「」『』・！？"),
+        lambda: rng.choice(["https://", "http://", "ftp://", "www.", "HTTPS://"]) + rng.choice(
+            ["x.org", "example.com/a_(b)", "a.b/c?d=e&f=g#h", "北京.cn/路"]) + rng.choice(["", ".", ").", ",", "!?"]),
+        lambda: rng.choice(["anna@example.org", "a.b+c@x-y.co.uk", "@anna", "#tag", "@", "a@b", "x.@y.z"]),
+        lambda: rng.choice(["1,000.5", "12:30", "3.14", "1.000.000", "10/12/2024", "٣٫١٤", "1.", ",5", "7"]),
+        lambda: rng.choice(["👩\u200d💻", "🇩🇪", "🇩", "👍🏽", "1️⃣", "#️⃣", "❤️\u200d🔥", "🏴\U000e0067\U000e007f",
+                            "\u200d", "\ufe0f", "🏽", "\U000e0067"]),
+        lambda: rng.choice(["\u0301", "\u0903", "\u093f", "\u20e3", "\u3099", "\U000e0100"]),
+        lambda: rng.choice(["القاهرة", "مصر", "שלום", "\u200f", "\u202b", "\u061f"]),
+        lambda: rng.choice(["東京", "习近平", "タワー", "へ", "ภาษาไทย", "नरेंद्र"]),
+        lambda: rng.choice([" ", "  ", "\t", "\u200b", "\u3000", "\xa0", "\ufeff", "\u2028", "\u200c"]),
+        lambda: chr(rng.choice([rng.randrange(0x20, 0xD800), rng.randrange(0xE000, 0x30000)])),
+    ]
+    return "".join(rng.choice(pieces)() for _ in range(rng.randrange(0, 25)))
+
+
+PROPERTY_CASES = 3000
+
+
+def test_offsets_stay_exact_on_random_text():
+    import random
+    import unicodedata
+
+    def is_punctuation(text):  # P*, with any combining marks after it
+        return unicodedata.category(text[0])[0] == "P" and all(unicodedata.category(c)[0] in "PM" for c in text)
+
+    rng = random.Random(20240611)
+    for _ in range(PROPERTY_CASES):
+        line = random_line(rng)
+        ws = split_words(line)
+        end = 0
+        for w in ws:
+            assert w.text and line[w.start:w.end] == w.text, (line, w)
+            assert w.start >= end, (line, ws)
+            assert all(line[i].isspace() or line[i] in "\u200b\ufeff" for i in range(end, w.start)), (line, ws)
+            assert not any(c.isspace() or c in "\u200b\ufeff" for c in w.text), (line, w)
+            end = w.end
+        assert all(c.isspace() or c in "\u200b\ufeff" for c in line[end:]), (line, ws)
+        tags = [rng.choice(["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC"]) for _ in ws]
+        scores = [rng.random() for _ in ws]
+        starts, ends = {w.start: w for w in ws}, {w.end: w for w in ws}
+        previous = 0
+        for e in entities(line, ws, tags, scores):
+            assert line[e["start"]:e["end"]] == e["text"] and e["start"] >= previous, (line, e)
+            assert e["start"] in starts and e["end"] in ends, (line, e)
+            assert not is_punctuation(starts[e["start"]].text) and not is_punctuation(ends[e["end"]].text), (line, e)
+            assert 0 <= e["score"] <= 1
+            previous = e["end"]

@@ -62,3 +62,33 @@ def test_bad_data_file_exits_2_and_leaves_no_teacher(tmp_path, write_experiment,
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run" / "teacher").exists()
 
+
+
+def _parsers(parser, path=("xdray",)):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, (*path, name))
+
+
+def test_every_command_and_flag_says_what_it_does_and_its_default(capsys):
+    from xdray.cli import build_parser, main
+
+    commands = list(_parsers(build_parser()))
+    assert len(commands) > 15
+    for path, parser in commands:
+        assert parser.description, f"{' '.join(path)} has no description"
+        for action in parser._actions:
+            assert action.help, f"{' '.join(path)} {action.option_strings or action.dest}: no help"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "HTTP port (default: 8000)" in text and "characters a text (more: 413) (default: 20000)" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "frontier, and the chosen student exported for predict, Python and Ray Serve." in top
+    assert "xdray run experiments/quickstart.yaml" in top

@@ -3,6 +3,7 @@ latency, the report (CSV, Markdown, plots, TensorBoard HParams) and export / pre
 
 import io
 import json
+from pathlib import Path
 import logging
 import os
 import shutil
@@ -516,7 +517,7 @@ def test_python_api_and_model_card(report, tiny_built):
     recommended = json.loads((run / "report" / "recommended.json").read_text())["trial_id"]
     from_run = xdray.load(run)
     assert from_run.path.name in (recommended, "student") and recommended in str(from_run.path)
-    with pytest.raises(XdrayError, match=r"not a saved student .*student folder\(s\), e.g. .*export/E"):
+    with pytest.raises(XdrayError, match=r"not a saved student .*student folder\(s\): name one, e.g. --model .*export/E"):
         xdray.load(run / "export")  # the parent of the exports: the error points into it
     with pytest.raises(XdrayError, match="does not exist"):
         xdray.load(run / "nope")
@@ -529,6 +530,29 @@ def test_export_errors_name_what_is_wrong(report, tmp_path, capsys, monkeypatch)
     assert "trained: E16-H16-" in err and ", E16-H8-" in err, "it lists what can be exported"
     code, _, err = cli(capsys, monkeypatch, "predict", "--model", tmp_path, stdin="x\n")
     assert code == 2 and "not a saved student" in err
+    code, _, err = cli(capsys, monkeypatch, "predict", "--model", run, "--out", tmp_path / "o", stdin="x\n")
+    assert code == 2 and "--out: only with --ray" in err
+
+
+def test_report_export_predict_take_the_experiment_file_or_the_run(report, tmp_path, capsys, monkeypatch):
+    """One command shape: the experiment file (with --out where the run is not in its default
+    place) or the run directory; anything else is an error that names the command that works."""
+    run = report[1]
+    experiment = run / "config.yaml"  # the run's resolved experiment, an experiment file like any other
+    monkeypatch.chdir(tmp_path)  # its default run directory, runs/<name>, is here and empty
+    code, out, err = cli(capsys, monkeypatch, "export", experiment, "--out", run)
+    assert code == 0 and f"export {run / 'export'}" in out, err
+    exported = Path(out.split()[1].rstrip(":"))
+    code, out, err = cli(capsys, monkeypatch, "predict", "--model", experiment, stdin="Paris\n")
+    assert code == 2 and "no run here yet" in err, "its default run directory holds no run"
+    code, _, err = cli(capsys, monkeypatch, "export", exported)
+    assert code == 2 and "an exported student, not a run directory" in err and str(run) in err
+    code, _, err = cli(capsys, monkeypatch, "report", run, "--out", tmp_path)
+    assert code == 2 and "goes with an experiment file" in err
+    code, _, err = cli(capsys, monkeypatch, "report", experiment, "--out", tmp_path / "elsewhere")
+    assert code == 2 and "no run here yet" in err and f"xdray run {experiment}" in err
+    code, _, err = cli(capsys, monkeypatch, "export", run.parent)
+    assert code == 2 and f"xdray export {run}" in err, "the folder holding the run points into it"
 
 
 def test_mbert_reference_has_mbert_size():

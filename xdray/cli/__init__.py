@@ -1,6 +1,6 @@
 """Command line: `xdray run|teacher|transfer|train|tune|config CONFIG [--out DIR] [--set KEY=VALUE ...]`,
-`xdray report|export RUN_DIR`, `xdray predict --model DIR [FILE]`, `xdray serve --model DIR`,
-`xdray doctor [CONFIG]`, `xdray bench ...`.
+`xdray report|export CONFIG|RUN_DIR`, `xdray predict --model MODEL [FILE]`, `xdray serve --model
+MODEL`, `xdray doctor [CONFIG]`, `xdray bench ...`.
 
 Bad input (config, data, model files) prints one clear line and exits with code 2.
 """
@@ -22,21 +22,58 @@ from xdray.core.errors import XdrayError
 
 log = logging.getLogger("xdray")
 
+DESCRIPTION = """\
+Distil a multilingual transformer NER teacher into tiny BiLSTM students on Ray: the
+teacher, its transfer set, a Tune study over student sizes, the accuracy / size / speed
+frontier, and the chosen student exported for predict, Python and Ray Serve."""
+EPILOG = """first steps:
+  xdray run experiments/quickstart.yaml                 every stage, offline, a few minutes
+  xdray predict --model runs/quickstart FILE            tag raw text with the recommended student
+  xdray serve --model runs/quickstart                   the same over HTTP (GET /docs)
+  xdray COMMAND --help                                  a command's flags and their defaults"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Every command's parser, each beside its command (xdray.cli.stages, checks, results, tagging,
     bench); a parsed command's function is its `handler`."""
-    parser = argparse.ArgumentParser(prog="xdray", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="xdray", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"xdray {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the detail: debug logging, library warnings, Ray's own log lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
     add_stage_parsers(sub)
     add_config_parser(sub)
     add_doctor_parser(sub)
     add_report_export_parsers(sub)
     add_predict_serve_parsers(sub)
     add_bench_parser(sub)
+    _describe(parser)
     return parser
+
+
+class DefaultsShown(argparse.HelpFormatter):
+    """A flag's default after its help, where it has one worth saying (not None, False or [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        silent = action.default is None or action.default is False or action.default == [] \
+            or action.default == argparse.SUPPRESS or action.nargs == 0
+        if silent or "default" in text:
+            return text
+        default = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+        return f"{text} (default: {default})"
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's --help: its one-line help as the description, and each flag's default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                child.description = child.description or helps.get(name)
+                child.formatter_class = DefaultsShown
+                _describe(child)
 
 
 def _configure_logging(verbose: bool) -> None:

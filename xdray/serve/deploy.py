@@ -1,10 +1,11 @@
 """`xdray serve --model DIR`: the student behind Ray Serve.
 
 `POST /predict` with {"text": "..."} returns what `xdray predict` prints for that line,
-{"text", "entities": [...]}; with {"texts": [...]} a list of them. `GET /healthz` answers
-{"status": "ok", "model": ...}. Lines from concurrent requests are tagged together
+{"text", "entities": [...]} (a blank text has none); with {"texts": [...]} a list of them.
+`GET /healthz` answers {"status": "ok", "model": ...}; `GET /docs` is the OpenAPI page (FastAPI
+ingress; the models are in xdray.serve.api). Lines from concurrent requests are tagged together
 (`@serve.batch`), so a replica runs one ONNX Runtime call for many users. Bad requests (not JSON,
-wrong types, empty, oversized) get a 4xx with a message; nothing a client sends stops a replica.
+wrong types, oversized) get a 4xx with {"error": ...}; nothing a client sends stops a replica.
 
 `?batching=off` tags a request's lines on their own, skipping the batch queue: a switch for
 `xdray bench serve`, which compares the two on the same deployment.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from xdray.core.errors import XdrayError
 from xdray.core.loader import build_checked
+from xdray.serve.api import DEFAULT_MAX_CHARS, DEFAULT_MAX_TEXTS
 
 APP_NAME = "xdray"
 
@@ -33,8 +35,8 @@ class ServeConfig:
     replica_cpus: float = 1.0
     max_batch_size: int = 32
     batch_wait_ms: float = 5.0
-    max_texts: int = 256  # per request
-    max_chars: int = 20000  # per text
+    max_texts: int = DEFAULT_MAX_TEXTS  # per request
+    max_chars: int = DEFAULT_MAX_CHARS  # per text
 
     def check(self) -> None:
         from xdray.serve.tagger import model_directory
@@ -45,44 +47,45 @@ class ServeConfig:
                              "1 <= replicas <= max-replicas")
         if self.max_batch_size < 1 or self.batch_wait_ms < 0:
             raise XdrayError("--max-batch-size must be >= 1 and --batch-wait-ms >= 0")
+        if self.max_texts < 1 or self.max_chars < 1:
+            raise XdrayError(f"--max-texts {self.max_texts} / --max-chars {self.max_chars}: expected >= 1")
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+def _api(cfg: ServeConfig):
+    """The FastAPI app the replicas serve: its routes are the deployment's methods below."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import HTTPException
+    from fastapi.responses import JSONResponse
 
+    from xdray import __version__
 
-def parse_request(body: bytes, max_texts: int, max_chars: int) -> tuple[list[str], bool]:
-    """(texts, whether the answer is a list) from a /predict body, or BadRequest."""
-    import json
+    app = FastAPI(title="xdray tagger", version=__version__, description=(
+        f"Named entities in raw text, from the distilled student in {cfg.model}. Each text gets what "
+        f"`xdray predict` prints for that line. Limits: {cfg.max_texts} texts a request, "
+        f"{cfg.max_chars} characters a text."))
 
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadRequest(400, f"body is not JSON: {err}") from None
-    if not isinstance(data, dict) or len({"text", "texts"} & set(data)) != 1:
-        raise BadRequest(400, 'expected an object with "text": "..." or "texts": ["...", ...]')
-    many = "texts" in data
-    texts = data["texts"] if many else [data["text"]]
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise BadRequest(400, '"texts" must be a list of strings' if many else '"text" must be a string')
-    if not texts or not any(t.strip() for t in texts):
-        raise BadRequest(400, "no text to tag")
-    if len(texts) > max_texts:
-        raise BadRequest(413, f"{len(texts)} texts in one request; at most {max_texts}")
-    if max(len(t) for t in texts) > max_chars:
-        raise BadRequest(413, f"a text of {max(len(t) for t in texts)} characters; at most {max_chars}")
-    return texts, many
+    @app.exception_handler(HTTPException)
+    async def _as_error(request: Request, err: HTTPException) -> JSONResponse:  # {"error": ...} everywhere
+        hint = "; use POST /predict or GET /healthz (API: GET /docs)" if err.status_code in (404, 405) else ""
+        return JSONResponse({"error": f"{err.detail}{hint}"}, status_code=err.status_code)
+
+    return app
 
 
 def _deployment(cfg: ServeConfig):
+    from typing import Union
+
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
     from ray import serve
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
+
+    from xdray.serve.api import PREDICT_BODY, PREDICT_ERRORS, BadRequest, Health, Tagged, parse_request
+
+    app = _api(cfg)
 
     @serve.deployment(name="tagger", ray_actor_options={"num_cpus": cfg.replica_cpus},
                       max_ongoing_requests=4 * cfg.max_batch_size)
+    @serve.ingress(app)
     class Tagger:
         def __init__(self, config: ServeConfig):
             import torch
@@ -97,17 +100,20 @@ def _deployment(cfg: ServeConfig):
         async def tag_batched(self, lines: list[str]) -> list[dict]:
             return self.model.entities(lines)
 
-        async def __call__(self, request: Request) -> JSONResponse:
-            path = request.url.path.rstrip("/")
-            if path == "/healthz" and request.method == "GET":
-                return JSONResponse({"status": "ok", "model": self.config.model})
-            if path != "/predict" or request.method != "POST":
-                return JSONResponse({"error": "use POST /predict or GET /healthz"}, status_code=404)
+        @app.get("/healthz", response_model=Health, summary="the replica is up and has its model")
+        async def healthz(self) -> dict:
+            return {"status": "ok", "model": self.config.model}
+
+        @app.post("/predict", response_model=Union[Tagged, list[Tagged]], responses=PREDICT_ERRORS,
+                  openapi_extra={"requestBody": PREDICT_BODY}, summary="entities of one text or several")
+        async def predict(self, request: Request, batching: str = "on"):
+            """{"text": ...} gets {"text", "entities"}; {"texts": [...]} a list of them, in order.
+            `batching=off` tags the request's texts on their own, outside the batch queue."""
             try:
                 texts, many = parse_request(await request.body(), self.config.max_texts, self.config.max_chars)
             except BadRequest as err:
                 return JSONResponse({"error": str(err)}, status_code=err.status)
-            if request.query_params.get("batching") == "off":
+            if batching == "off":
                 results = self.model.entities(texts)
             else:
                 results = list(await asyncio.gather(*(self.tag_batched(t) for t in texts)))

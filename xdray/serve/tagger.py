@@ -50,14 +50,15 @@ def model_directory(path: str | Path) -> Path:
     whose recommended student is loaded (its export where `xdray export` made one)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise XdrayError(f"{path}: does not exist (expected a folder written by `xdray export`, or a run directory)")
+        raise XdrayError(f"{path}: does not exist (expected a folder written by `xdray export`, a run directory or "
+                         "an experiment file)")
     if (path / CONFIG_FILE).exists() and (path / WEIGHTS_FILE).exists():
         return path
     recommended = path / "report" / "recommended.json"
     if (path / "config.yaml").exists() and recommended.exists():
         return _recommended_student(path, recommended)
     students = sorted(p.parent for p in path.glob(f"*/{CONFIG_FILE}") if (p.parent / WEIGHTS_FILE).exists())
-    hint = (f"; it holds {len(students)} student folder(s), e.g. {students[0]}" if students else
+    hint = (f"; it holds {len(students)} student folder(s): name one, e.g. --model {students[0]}" if students else
             "; a run directory needs report/recommended.json (run `xdray report`)" if (path / "config.yaml").exists()
             else "")
     raise XdrayError(f"{path}: not a saved student (no {CONFIG_FILE} with student weights){hint}")

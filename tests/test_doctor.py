@@ -8,6 +8,7 @@ def test_a_good_experiment_passes(write_experiment, tmp_path):
     checks = run_checks(str(write_experiment(tiny_raw())), str(tmp_path / "run"))
     assert {c.name for c in checks} >= {"python", "torch", "ray", "gpus", "config", "storage", "teacher", "data"}
     assert all(c.ok for c in checks), render(checks)
+    assert not (tmp_path / "run").exists(), "checking leaves no empty run directory behind"
 
 
 def test_findings_name_the_problem_and_the_fix(write_experiment, tmp_path):

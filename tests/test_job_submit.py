@@ -6,6 +6,7 @@ every Ray process of the user)."""
 
 import csv
 import json
+import re
 import os
 import shutil
 import signal
@@ -104,6 +105,28 @@ def ray_head():
         assert not processes_using(temp), "a process of this test's Ray head survived"
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RAY_CLI_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+\w+ cli\.py:\d+ -- ")
+
+
+def job_output(submitted: str) -> str:
+    """What the job's entrypoint printed: the lines `ray job submit` tails, without its own."""
+    lines = [ANSI.sub("", line) for line in submitted.splitlines()]
+    start = next(i for i, line in enumerate(lines) if "Tailing logs until the job exits" in line) + 1
+    return "\n".join(line for line in lines[start:] if not RAY_CLI_LINE.match(line))
+
+
+def assert_quiet(output: str) -> None:
+    """The quickstart prints what a user acts on: each stage's status and time, the recommendation
+    and the next commands; no traceback, warning or C++ error line, at most 40 lines."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert 10 <= len(lines) <= 40, output
+    assert "Traceback" not in output and "WARNING" not in output and "%|" not in output, output
+    assert not any(re.search(r"\bE \d+ \d+\]|^E\d{4} ", line) for line in lines), output
+    for needed in ("teacher ", "transfer ", "tune ", "report ", "recommended ", "export ", "xdray predict --model"):
+        assert needed in output, f"no {needed!r} line in:\n{output}"
+
+
 @pytest.mark.slow
 def test_ray_job_submit_runs_the_quickstart(ray_head, tmp_path):
     """The README's main command, `xdray run experiments/quickstart.yaml`, as a cluster job: every
@@ -117,6 +140,10 @@ def test_ray_job_submit_runs_the_quickstart(ray_head, tmp_path):
         capture_output=True, text=True, timeout=900, env={**env, "RAY_AUTH_MODE": "token"})
     assert submit.returncode == 0, (submit.stdout + submit.stderr)[-4000:]
     assert "succeeded" in submit.stdout and "4 trials, 4 done" in submit.stdout
+    (tmp_path / "submit.log").write_text(submit.stdout)
+    output = job_output(submit.stdout)
+    (tmp_path / "quickstart.log").write_text(output)
+    assert_quiet(output)
     assert (out / "teacher" / "metrics.json").exists()
     assert list((out / "transfer").glob("*/manifest.json"))
     index = json.loads((out / "trials" / "index.json").read_text())

@@ -304,11 +304,22 @@ def test_frontier_csv_and_markdown(report):
     assert all(row["trial_id"] in text for row in table)
 
 
-def test_plots_are_pngs(report):
-    path = report[4]
+def test_plots_are_pngs_that_label_every_point_and_ring_the_served_student(report, tmp_path):
+    from xdray.frontier.render import plot
+
+    path, rows = report[4], report[5]
     for name in ("f1_vs_compression.png", "f1_vs_speedup.png"):
         data = (path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    figure = plot(rows, "compression", "compression", 0.5, 0.9, tmp_path / "p.png", "t")
+    (ax,) = figure.axes
+    labels = [t.get_text() for t in ax.texts]
+    assert len(labels) == len(rows) and sum(" onnx" in t for t in labels) == 2 * len({r["trial_id"].split("+")[0] for r in rows})
+    served = next(r for r in rows if r["serve"])
+    assert any(label.startswith("recommended, served as") for label in ax.get_legend_handles_labels()[1])
+    assert served["trial_id"].split("+")[0] in path.joinpath("frontier.md").read_text().split("## Serving cost")[1]
+    cost = path.joinpath("frontier.md").read_text().split("## Serving cost")[1]
+    assert "USD per device hour" in cost and "| cost_USD |" in cost and "(served: " in cost
 
 
 def _events(path, **guidance):

@@ -95,15 +95,18 @@ def check_storage(run_dir: Path, storage_path: str | None) -> Check:
             return Check("storage", False, f"{storage_path}: cannot write: {err}",
                          "check the URI and this machine's cloud credentials")
         return Check("storage", True, f"{storage_path} is writable")
+    existing = next((p for p in [run_dir, *run_dir.parents] if p.exists()), None)  # probe, create nothing
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".xdray-doctor-{uuid.uuid4().hex}"
+        if existing is None or not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        probe = existing / f".xdray-doctor-{uuid.uuid4().hex}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
         return Check("storage", False, f"{run_dir}: cannot write: {err.strerror or err}",
                      "pass --out DIR or set runtime.storage_path to a writable directory")
-    return Check("storage", True, f"{run_dir} is writable")
+    return Check("storage", True, f"{run_dir} is writable" if existing == run_dir else
+                 f"{run_dir} can be made ({existing} is writable)")
 
 
 def check_data(cfg) -> Check:
@@ -115,7 +118,8 @@ def check_data(cfg) -> Check:
         cfg, data = labelled_data(cfg)
         unlabelled = load_unlabelled(cfg.data.unlabelled, cfg.base_dir, cfg.seed, data)
     except XdrayError as err:
-        return Check("data", False, str(err), "fix the file and line named above")
+        return Check("data", False, str(err), "fix what the message names (the file, line or key), then "
+                     "run `xdray doctor` again")
     counts = ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items())
     return Check("data", True, f"{counts}; {len(unlabelled)} unlabelled sentences; languages "
                  f"{', '.join(data.languages)}")

@@ -22,6 +22,7 @@ from xdray.core.errors import XdrayError
 
 log = logging.getLogger("xdray")
 
+RESUMABLE = ("run", "teacher", "transfer", "train", "tune", "report", "export")  # stages: a rerun resumes
 DESCRIPTION = """\
 Distil a multilingual transformer NER teacher into tiny BiLSTM students on Ray: the
 teacher, its transfer set, a Tune study over student sizes, the accuracy / size / speed
@@ -85,6 +86,9 @@ def _configure_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
+    from xdray.core.runtime import stop_on_sigterm
+
+    stop_on_sigterm()  # and again after Ray starts, whose core worker installs its own
     try:
         return args.handler(args)
     except XdrayError as err:  # one line, even where a library's message spans several
@@ -99,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xdray: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("xdray: interrupted", file=sys.stderr)
+        resumable = args.command in RESUMABLE
+        print("xdray: interrupted" + ("; finished stages and trial checkpoints are kept: the same command "
+                                      "resumes" if resumable else ""), file=sys.stderr)
         return 130
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -62,14 +63,43 @@ class LogThrottle:
         self.last = now
         return True
 
+    def level(self, force: bool = False) -> int:
+        """INFO when a line is due, DEBUG otherwise (shown with -v): the same line, throttled."""
+        return logging.INFO if self.due(force) else logging.DEBUG
 
-def configure_logging(level: int = logging.INFO) -> None:
+
+# What configure_logging sets, passed on to the workers of a local cluster: xdray's level, and the
+# libraries' quiet settings (read when each library loads, so set before that).
+QUIET_ENV = ("XDRAY_LOG_LEVEL", "TORCH_CPP_LOG_LEVEL", "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS",
+             "RAY_BACKEND_LOG_LEVEL", "RAY_DEDUP_LOGS")
+QUIET_LIBRARIES = {
+    "TORCH_CPP_LOG_LEVEL": "ERROR",  # torch's C++ warnings: the ONNX exporter's shape-inference notes
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # "Writing model shards" bars for a one-file model
+    "RAY_BACKEND_LOG_LEVEL": "fatal",  # Ray's C++ core worker lines (constructor arguments, shutdown)
+    "RAY_DEDUP_LOGS": "0",  # the few lines shown are each a trial's own: none is "repeated 5x"
+}
+
+
+def verbose() -> bool:
+    """Whether `-v` asked for the detail (here or, through XDRAY_LOG_LEVEL, in the driver)."""
+    return logging.getLogger("xdray").isEnabledFor(logging.DEBUG)
+
+
+def configure_logging(level: int | None = None) -> None:
     """xdray's log lines (timestamped, one per event) on stderr: the driver's and, forwarded by
-    Ray, the workers'. Libraries stay at WARNING; transformers' own chatter at ERROR."""
+    Ray, the workers' (a worker's level is the driver's, through XDRAY_LOG_LEVEL). Libraries stay
+    at WARNING, transformers at ERROR; without -v, the libraries' own C++ logs, bars and notes are
+    off too (QUIET_LIBRARIES)."""
+    if level is None:
+        level = logging.getLevelName(os.environ.get("XDRAY_LOG_LEVEL", "INFO"))
+    os.environ["XDRAY_LOG_LEVEL"] = logging.getLevelName(level)
     if not logging.getLogger().handlers:
         logging.basicConfig(format=LOG_FORMAT, datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("xdray").setLevel(level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if level > logging.DEBUG:
+        for key, value in QUIET_LIBRARIES.items():
+            os.environ.setdefault(key, value)
     # transformers reads this when first imported; importing it here would cost a second on every
     # command, a config error included.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -122,10 +152,14 @@ def init_ray(cfg: RuntimeConfig) -> None:
         from ray.data import DataContext
 
         DataContext.get_current().enable_progress_bars = False
+    ray_level = logging.WARNING if verbose() else logging.ERROR  # the driver's own Ray notes
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        _ray_init(address=address, logging_level=ray_level)
+        _forward_worker_lines(not quiet)
+        stop_on_sigterm()
         return
     env = {"TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    env.update({k: os.environ[k] for k in QUIET_ENV if k in os.environ})  # the driver's quiet settings
     if os.environ.get("PYTHONPATH"):  # workers import what the driver imports (e.g. a pinned copy)
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if quiet:
@@ -140,8 +174,83 @@ def init_ray(cfg: RuntimeConfig) -> None:
     workers_env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     # address="local": a cluster of our own, never one that `ray start` left running on this
     # machine (Ray's default joins it silently, and a trial then dies when its owner stops it).
-    ray.init(address="local", num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
-             dashboard_port=port, logging_level=logging.WARNING, runtime_env={"env_vars": workers_env})
+    _ray_init(address="local", num_cpus=cfg.num_cpus or None, include_dashboard=True, dashboard_host="127.0.0.1",
+              dashboard_port=port, logging_level=ray_level, runtime_env={"env_vars": workers_env})
+    _forward_worker_lines(not quiet)
+    stop_on_sigterm()
+
+
+def _ray_init(**kwargs) -> None:
+    """ray.init with its C++ start-up notes (the core worker's "Set ray log level" line) kept off
+    the terminal unless -v; where the start fails they are shown after all."""
+    import tempfile
+
+    import ray
+
+    if verbose():
+        ray.init(**kwargs)
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            ray.init(**kwargs)
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+# A worker's line worth a user's terminal without -v: xdray's own log lines, and (where progress
+# bars are on) its bars.
+WORKER_LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR|CRITICAL) xdray")
+BAR = re.compile(r"\d+%\|")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the driver as Ctrl-C does (KeyboardInterrupt: one line, exit 130, the run kept
+    to resume), where Ray's core worker would dump a C++ stack trace. Main thread only."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _forward_worker_lines(bars: bool) -> None:
+    """Without -v the driver shows only xdray's lines from the workers (and a traceback whole):
+    Ray Train's controller, its report dumps and the actors' start-up notes stay in the workers'
+    log files (/tmp/ray/session_latest/logs), where -v or the dashboard shows them. Ray's own
+    forwarder (a private hook) is wrapped; where it is not there, every line is forwarded."""
+    for name in ("ray.data", "ray.serve"):  # their start and finish notes, on loggers of their own
+        logging.getLogger(name).setLevel(logging.INFO if verbose() else logging.ERROR)
+    if verbose():
+        return
+    try:
+        from ray._private import worker as ray_worker
+
+        dispatcher, show = ray_worker.global_worker_stdstream_dispatcher, ray_worker.print_to_stdstream
+        ignore_prefix = ray_worker._should_ignore_worker_log_prefix(ray_worker.global_worker)
+    except (ImportError, AttributeError):
+        return
+
+    def forward(data: dict) -> None:
+        lines = data["lines"]
+        if not any("Traceback (most recent call last)" in line for line in lines):
+            lines = [line for line in lines if WORKER_LINE.search(line) or (bars and BAR.search(line))]
+        if lines:
+            show({**data, "lines": lines}, ignore_prefix=ignore_prefix)
+
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", forward)
 
 
 def free_port() -> int:

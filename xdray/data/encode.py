@@ -38,11 +38,16 @@ class EncodeStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.truncated_rows += other.truncated_rows
 
-    def log(self, what: str) -> None:
-        if self.truncated_sentences or self.empty_words:
+    def log(self, what: str, windowed: bool = False) -> None:
+        """Say what the encoding lost. `windowed`: a split scored by xdray.data.windows, which tags
+        every word (long sentences in overlapping windows), so truncation loses nothing there."""
+        if self.empty_words or (self.truncated_sentences and not windowed):
             log.warning("%s: %d of %d sentences truncated to max_length (%d words dropped); "
                         "%d words produced no sub-token", what, self.truncated_sentences,
                         self.sentences, self.truncated_words, self.empty_words)
+        elif self.truncated_sentences:
+            log.debug("%s: %d of %d sentences longer than max_length: scored in windows, every word tagged",
+                      what, self.truncated_sentences, self.sentences)
 
 
 COUNTS = ("sentences", "words", "truncated_sentences", "truncated_words", "empty_words")
@@ -124,5 +129,5 @@ def encode_splits(tokenizer: Any, data: Any, max_length: int) -> dict[str, Encod
     encoded = {}
     for split, ds in data.splits.items():
         encoded[split] = encode_dataset(tokenizer, ds, max_length)
-        encoded[split].stats.log(f"teacher/{split}")
+        encoded[split].stats.log(f"teacher/{split}", windowed=split != "train")
     return encoded

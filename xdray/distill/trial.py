@@ -21,7 +21,7 @@ from xdray.core.faults import crash_point
 from xdray.core.files import publish
 from xdray.core.metrics import DEV_F1, count_parameters
 from xdray.core.records import read_json, read_metrics, write_json, write_metrics
-from xdray.core.runtime import torch_threads
+from xdray.core.runtime import LogThrottle, torch_threads
 from xdray.core.stage import PARTIAL, Stage, Work
 from xdray.data.encode import Encoded, encode_splits
 from xdray.data.sources import LabelledData
@@ -194,6 +194,7 @@ def train_student(settings: TrialSettings, trial_dir: Path, td: TrialData, repor
     if state["done"]:
         log.info("trial %s: resuming after sub-stage %d of %d", name, state["done"], len(plan))
     writer = SummaryWriter(str(trial_dir / "tensorboard")) if tensorboard else None
+    throttle = LogThrottle()  # a sub-stage's line when a minute has passed; every one with -v
     for index in range(state["done"], len(plan)):
         sub = plan[index]
         metrics = train_substage(student, td, settings.loop, sub, index, name)
@@ -202,8 +203,10 @@ def train_student(settings: TrialSettings, trial_dir: Path, td: TrialData, repor
         if writer is not None:
             write_substage(writer, metrics, index + 1)
             writer.flush()  # show it now, and keep it if the trial dies
-        log.info("trial %s: %s (%d epochs) held-out loss %.4f, dev F1 %.4f", name, sub.name,
-                 metrics["epochs"], metrics["heldout_loss"], dev["f1_mean"])
+        head = any(p.stage.loss != "rep" for p in plan[:index + 1])  # RepLoss alone trains no label head
+        log.log(throttle.level(), "trial %s: %s (%d epochs) held-out loss %.4f, %s", name, sub.name, metrics["epochs"],
+                 metrics["heldout_loss"], f"dev F1 {dev['f1_mean']:.4f}" if head else
+                 "no dev F1 yet (representation loss only: the label head trains from the logit stage on)")
         state = {"done": index + 1, "history": state["history"] + [metrics]}
         _save_checkpoint(trial_dir / "checkpoint", student, state)
         if report is not None:

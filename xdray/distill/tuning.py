@@ -194,6 +194,11 @@ def _study_tuner(s: StudySettings, space: SearchSpace, run_dir: Path, teacher_di
     # Tune's own CSV / JSON / TensorBoard loggers add a run per trial to `tensorboard --logdir RUN`
     # with every hyperparameter and metric empty; xdray keeps its records in trials/ and report/.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Ctrl-C stops the study at once (KeyboardInterrupt): Tune's own handler would end the trials
+    # and return as if the study were over; the trials' checkpoints resume on the next run.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    if not progress:  # the legacy reporter at verbose 0 prints nothing; the new one still draws its header box
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     inputs = StudyInputs(s.plan_of, s.labelled, str(run_dir), str(teacher_dir),
                          {k: str(v) for k, v in transfers.items()}, store.remote_of(run_dir))
     # RUN/tune for the experiment's own study, RUN/studies/<name>/tune for another: two studies of

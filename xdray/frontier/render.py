@@ -71,34 +71,38 @@ def markdown(study: Study, rows: list[dict]) -> str:
     if unfinished:
         lines += ["", "Trials without a result:", ""]
         lines += [f"- {t.key} ({t.status}){': ' + t.error.splitlines()[0] if t.error else ''}" for t in unfinished]
-    lines += ["", *cost_section(study, best)]
+    lines += ["", *cost_section(study, next((r for r in rows if r["serve"]), None))]
     return "\n".join(lines) + "\n"
 
 
-def cost_section(study: Study, best: dict | None) -> list[str]:
+def cost_section(study: Study, served: dict | None) -> list[str]:
+    """What serving the scenario would cost with the teacher, the reference and the recommended
+    student in the form it is served in (`served`, the report's "serve" row)."""
     cost, b = study.report.cost, max(study.batch_sizes)
     lines = ["## Serving cost (estimate)", "",
              f"{cost.users:,} users x {cost.queries_per_user_per_day:g} sentences a day x {cost.days} days, "
-             f"batches of {b}, at {cost.price_per_hour:g} per device hour on the timed device "
+             f"batches of {b}, at {cost.price_per_hour:g} {cost.currency} per device hour on the timed device "
              f"({study.latency.device}); set report.cost.* to your scenario.", ""]
     models = [("teacher", study.latency.ms("teacher", b))]
     if study.has_reference:
         models.append((study.eval.reference_teacher, study.latency.ms("reference", b)))
-    if best is not None:
-        models.append((best["trial_id"], best[f"latency_ms_b{b}"]))
-    rows = []
+    if served is not None:
+        models.append((f"{served['trial_id']} (served: {form_of(served).words})", served[f"latency_ms_b{b}"]))
+    rows, unit = [], f"cost_{cost.currency}"
     for name, latency in models:
         hours, price = serving_cost(latency, b, cost)
-        rows.append({"model": name, f"latency_ms_b{b}": latency, "device_hours": round(hours, 1), "cost": round(price)})
-    return lines + _table(rows, ["model", f"latency_ms_b{b}", "device_hours", "cost"])
+        rows.append({"model": name, f"latency_ms_b{b}": latency, "device_hours": round(hours, 1), unit: round(price)})
+    return lines + _table(rows, ["model", f"latency_ms_b{b}", "device_hours", unit])
 
 
 MARKERS = {Form.EAGER: "o", Form.INT8: "^", Form.ONNX: "s", Form.ONNX_INT8: "D"}
 
 
 def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention: float, path: Path, title: str):
-    """Dev F1 against `x` (log scale), points labelled E-H, the teacher's F1 and the retention line,
-    and the front of points no other beats on both axes. Returns the figure (closed by the caller)."""
+    """Dev F1 against `x` (log scale), every point labelled with its shape and form, the
+    recommended student ringed in the form it is served in, the teacher's F1 and the retention
+    line, and the front of points no other beats on both axes. Returns the figure (closed by the
+    caller)."""
     import matplotlib
     import matplotlib.ticker
 
@@ -112,10 +116,14 @@ def plot(rows: list[dict], x: str, label: str, teacher_f1: float, min_retention:
         if group:
             ax.scatter([r[x] for r in group], [r["f1_mean"] for r in group], marker=marker, zorder=3,
                        label=f"student, {form.words}")
-    for r in points:
-        if form_of(r) is Form.EAGER:  # one label per trial; the markers tell its forms apart
-            ax.annotate(f"{r['embedding_dim']}-{r['hidden_size']}", (r[x], r["f1_mean"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+    for r in points:  # every point: its shape and its form
+        form = form_of(r)
+        ax.annotate(f"E{r['embedding_dim']}-H{r['hidden_size']}" + ("" if form is Form.EAGER else f" {form.value}"),
+                    (r[x], r["f1_mean"]), textcoords="offset points", xytext=(4, 3), fontsize=6)
+    served = next((r for r in points if r.get("serve")), None)
+    if served is not None:
+        ax.scatter([served[x]], [served["f1_mean"]], s=220, facecolors="none", edgecolors="crimson", linewidths=1.6,
+                   zorder=4, label=f"recommended, served as {form_of(served).words}")
     front = [r for r, keep in zip(points, pareto_front([{"f1": r["f1_mean"], "neg": -r[x]} for r in points],
                                                         "f1", ["neg"])) if keep]
     front.sort(key=lambda r: r[x])

@@ -29,11 +29,13 @@ class CostConfig:
     users: int = 1_000_000
     queries_per_user_per_day: float = 10.0
     days: int = 365
-    price_per_hour: float = 3.0  # of the timed device (e.g. one GPU), in your currency
+    price_per_hour: float = 3.0  # of the timed device (e.g. one GPU), in `currency`
+    currency: str = "USD"  # the unit the cost column names
 
     def __post_init__(self) -> None:
         positive(self, "users", "queries_per_user_per_day", "days")
         require(self.price_per_hour >= 0, "price_per_hour", "must be >= 0")
+        require(self.currency.isalpha(), "currency", f"must be a currency code such as USD, got {self.currency!r}")
 
 
 

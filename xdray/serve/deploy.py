@@ -17,6 +17,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import Request  # at the top: FastAPI reads the handlers' annotations from this module
+
 from xdray.core.errors import XdrayError
 from xdray.core.loader import build_checked
 from xdray.serve.api import DEFAULT_MAX_CHARS, DEFAULT_MAX_TEXTS
@@ -53,9 +55,9 @@ class ServeConfig:
 
 def _api(cfg: ServeConfig):
     """The FastAPI app the replicas serve: its routes are the deployment's methods below."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import HTTPException
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException  # FastAPI's and the router's own 404 / 405
 
     from xdray import __version__
 
@@ -75,7 +77,6 @@ def _api(cfg: ServeConfig):
 def _deployment(cfg: ServeConfig):
     from typing import Union
 
-    from fastapi import Request
     from fastapi.responses import JSONResponse
     from ray import serve
 

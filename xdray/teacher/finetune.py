@@ -4,6 +4,7 @@ dynamic padding and length bucketing; rank 0 evaluates dev every epoch and keeps
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -14,10 +15,12 @@ import torch
 from xdray.core.batching import bucketed_batches, pad_batch
 from xdray.core.metrics import DEV_F1, IGNORE_INDEX
 from xdray.core.records import write_metrics
-from xdray.core.runtime import LogThrottle, RuntimeConfig, init_ray, largest_node_cpus
+from xdray.core.runtime import LogThrottle, RuntimeConfig, configure_logging, init_ray, largest_node_cpus
 from xdray.data.encode import Encoded
 from xdray.teacher.load import evaluate_teacher
 from xdray.teacher.schema import FinetuneConfig
+
+log = logging.getLogger(__name__)
 
 
 def _train_loop(config: dict) -> None:
@@ -30,6 +33,7 @@ def _train_loop(config: dict) -> None:
     import ray.train.torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
+    configure_logging()  # xdray's lines, at the driver's level; a line a minute reaches the driver
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(config["threads"])
@@ -76,17 +80,18 @@ def _train_loop(config: dict) -> None:
             step, running, seen = step + 1, running + loss.item(), seen + 1
             if bar is not None:
                 bar.update(1)
-            elif rank == 0 and throttle.due(force=step % config["log_every"] == 0):
-                print(f"[teacher] step {step}/{total_steps} loss {running / seen:.4f} "
-                      f"({time.time() - started:.0f}s)", flush=True)
+            elif rank == 0 and ((level := throttle.level()) == logging.INFO or step % config["log_every"] == 0):
+                log.log(level, "teacher: step %d of %d, loss %.4f (%.0fs)", step, total_steps, running / seen,
+                        time.time() - started)
         epoch += 1
         metrics = {"epoch": epoch, "step": step, "train_loss": running / max(seen, 1)}
         if rank == 0:
             report = evaluate_teacher(core, dev, config["labels"], config["eval_batch_size"], device)
             metrics[DEV_F1] = report["f1_mean"]
             history.append({**metrics, "per_language": report["per_language"]})  # TensorBoard's teacher run
-            print(f"[teacher] epoch {epoch}: train loss {metrics['train_loss']:.4f}, dev F1 "
-                  f"{report['f1_mean']:.4f} ({time.time() - started:.0f}s)", flush=True)
+            log.log(logging.INFO if bar is None and throttle.due() else logging.DEBUG,
+                    "teacher: epoch %d, train loss %.4f, dev F1 %.4f (%.0fs)", epoch, metrics["train_loss"],
+                    report["f1_mean"], time.time() - started)
             if report["f1_mean"] > best_f1:  # model selection on dev only
                 best_f1, best_dev = report["f1_mean"], report
                 best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}

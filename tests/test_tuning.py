@@ -548,8 +548,13 @@ def test_export_errors_name_what_is_wrong(report, tmp_path, capsys, monkeypatch)
 def test_report_export_predict_take_the_experiment_file_or_the_run(report, tmp_path, capsys, monkeypatch):
     """One command shape: the experiment file (with --out where the run is not in its default
     place) or the run directory; anything else is an error that names the command that works."""
+    import yaml
+
     run = report[1]
-    experiment = run / "config.yaml"  # the run's resolved experiment, an experiment file like any other
+    raw = yaml.safe_load((run / "config.yaml").read_text())  # the run's resolved experiment ...
+    raw.pop("base_dir")
+    experiment = tmp_path / "exp.yaml"  # ... as an experiment file
+    experiment.write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)  # its default run directory, runs/<name>, is here and empty
     code, out, err = cli(capsys, monkeypatch, "export", experiment, "--out", run)
     assert code == 0 and f"export {run / 'export'}" in out, err

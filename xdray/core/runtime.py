@@ -226,7 +226,8 @@ def stop_on_sigterm() -> None:
 
 
 def _forward_worker_lines(bars: bool) -> None:
-    """Without -v the driver shows only xdray's lines from the workers (and a traceback whole):
+    """Without -v the driver shows only xdray's lines from the workers (and, whole, a traceback
+    through xdray's code; Ray's own background threads' tracebacks stay in the logs):
     Ray Train's controller, its report dumps and the actors' start-up notes stay in the workers'
     log files (/tmp/ray/session_latest/logs), where -v or the dashboard shows them. Ray's own
     forwarder (a private hook) is wrapped; where it is not there, every line is forwarded."""
@@ -244,7 +245,9 @@ def _forward_worker_lines(bars: bool) -> None:
 
     def forward(data: dict) -> None:
         lines = data["lines"]
-        if not any("Traceback (most recent call last)" in line for line in lines):
+        ours = any("Traceback (most recent call last)" in line for line in lines) and \
+            any("/xdray/" in line for line in lines)  # a traceback through xdray's code, whole
+        if not ours:
             lines = [line for line in lines if WORKER_LINE.search(line) or (bars and BAR.search(line))]
         if lines:
             show({**data, "lines": lines}, ignore_prefix=ignore_prefix)

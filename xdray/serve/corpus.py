@@ -9,6 +9,7 @@ list of structs) or JSON lines, in input order, one file per block. Each output 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -82,16 +83,10 @@ class LineTagger:
 
 
 def _xdray_cause(err: BaseException) -> str | None:
-    """The message of the XdrayError a Ray task raised, wherever Ray wrapped it."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        cause = getattr(err, "cause", None)
-        for candidate in (cause, err):
-            if isinstance(candidate, XdrayError) and type(candidate).__module__.startswith("xdray"):
-                return str(candidate).strip().splitlines()[-1]
-        err = cause if isinstance(cause, BaseException) else err.__cause__
-    return None
+    """The message of the XdrayError a Ray task raised. Ray Data hands it back as text inside its
+    own exception (the task's traceback), so it is found there: `...errors.DataError: MESSAGE`."""
+    found = re.search(r"xdray\.core\.errors\.\w+: (.+)", str(err))
+    return found.group(1).strip() if found else None
 
 
 def tag_corpus(model_dir: Path, inputs: list[str], out: Path, output_format: str = "parquet", actors: int = 0,

@@ -9,15 +9,14 @@ wrong types, oversized) get a 4xx with {"error": ...}; nothing a client sends st
 
 `?batching=off` tags a request's lines on their own, skipping the batch queue: a switch for
 `xdray bench serve`, which compares the two on the same deployment.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the replicas get the deployment class by value, and
+FastAPI reads its handlers' annotations (`request: Request`) as objects, not names to look up.
+"""
 
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-
-from fastapi import Request  # at the top: FastAPI reads the handlers' annotations from this module
 
 from xdray.core.errors import XdrayError
 from xdray.core.loader import build_checked
@@ -55,7 +54,7 @@ class ServeConfig:
 
 def _api(cfg: ServeConfig):
     """The FastAPI app the replicas serve: its routes are the deployment's methods below."""
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException  # FastAPI's and the router's own 404 / 405
 
@@ -77,6 +76,7 @@ def _api(cfg: ServeConfig):
 def _deployment(cfg: ServeConfig):
     from typing import Union
 
+    from fastapi import Request
     from fastapi.responses import JSONResponse
     from ray import serve
 

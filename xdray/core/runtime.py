@@ -206,12 +206,6 @@ def _ray_init(**kwargs) -> None:
             os.close(saved)
 
 
-# A worker's line worth a user's terminal without -v: xdray's own log lines, and (where progress
-# bars are on) its bars.
-WORKER_LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR|CRITICAL) xdray")
-BAR = re.compile(r"\d+%\|")
-
-
 def stop_on_sigterm() -> None:
     """SIGTERM stops the driver as Ctrl-C does (KeyboardInterrupt: one line, exit 130, the run kept
     to resume), where Ray's core worker would dump a C++ stack trace. Main thread only."""
@@ -223,6 +217,12 @@ def stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
+
+
+# A worker's line worth a user's terminal without -v: xdray's own log lines, and (where progress
+# bars are on) its bars.
+WORKER_LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR|CRITICAL) xdray")
+BAR = re.compile(r"\d+%\|")
 
 
 def _forward_worker_lines(bars: bool) -> None:

@@ -49,6 +49,7 @@ def markdown(study: Study, rows: list[dict]) -> str:
     columns += ["f1_mean", "f1_std", "f1_micro", "retention", "pareto", "recommended", "serve"]
     lines += _table(rows, columns) + [""]
     best = next((r for r in rows if r["recommended"]), None)
+    serve = next((r for r in rows if r["serve"]), None)  # the recommended student's form to serve
     if best is None:
         lines.append(f"No student keeps {settings.min_retention:.0%} of the teacher's dev F1: nothing recommended.")
     else:
@@ -57,7 +58,6 @@ def markdown(study: Study, rows: list[dict]) -> str:
                      f"dev F1 {best['f1_mean']:.4f}, retention {best['retention']:.3f}, "
                      f"{best['compression']:g}x fewer parameters, {best[f'speedup_b{max(sizes)}']}x faster at "
                      f"batch {max(sizes)}.")
-        serve = next(r for r in rows if r["serve"])
         lines.append(f"Serve it as **{serve['trial_id']}** ({form_of(serve).words}): "
                      f"the fastest of its deployable forms at batch {max(sizes)} within {SERVING_F1_TOLERANCE} dev F1 "
                      f"of it, {serve[f'speedup_b{max(sizes)}']}x faster than the teacher, dev F1 {serve['f1_mean']:.4f} "
@@ -71,7 +71,7 @@ def markdown(study: Study, rows: list[dict]) -> str:
     if unfinished:
         lines += ["", "Trials without a result:", ""]
         lines += [f"- {t.key} ({t.status}){': ' + t.error.splitlines()[0] if t.error else ''}" for t in unfinished]
-    lines += ["", *cost_section(study, next((r for r in rows if r["serve"]), None))]
+    lines += ["", *cost_section(study, serve)]
     return "\n".join(lines) + "\n"
 
 

@@ -89,7 +89,7 @@ def _train_loop(config: dict) -> None:
             report = evaluate_teacher(core, dev, config["labels"], config["eval_batch_size"], device)
             metrics[DEV_F1] = report["f1_mean"]
             history.append({**metrics, "per_language": report["per_language"]})  # TensorBoard's teacher run
-            log.log(logging.INFO if bar is None and throttle.due() else logging.DEBUG,
+            log.log(throttle.level() if bar is None else logging.DEBUG,
                     "teacher: epoch %d, train loss %.4f, dev F1 %.4f (%.0fs)", epoch, metrics["train_loss"],
                     report["f1_mean"], time.time() - started)
             if report["f1_mean"] > best_f1:  # model selection on dev only
